@@ -1,0 +1,168 @@
+"""Serve an incident's timeline: post entries, read them, read the signed head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import PUBLISHER, SIGNER, STORE
+from ..auth import require
+from ..chain import canonical_json
+from ..errors import Conflict, NotFound, Unprocessable
+from ..fields import Field, check_object
+from ..figures import check_figures
+from ..jsonbody import read_object
+from ..model import Actor, Entry, NewEntry
+from ..timeline import Head
+from .common import incident_or_404, json_response, query_int, remote_of, seq_param
+
+ENTRY_FIELDS = (
+    Field("body", "text", nullable=False, max_len=20_000),
+    Field("kind", "line", nullable=False, choices=("update", "correction", "status")),
+    Field("corrects", "int", low=1),
+    Field("status", "line", choices=("active", "resolved")),
+    Field("sms", "bool", nullable=False),
+    Field("event_time", "time"),
+    Field("figures", "object", check=check_figures),
+    Field("update_interval_minutes", "int", low=1, high=7 * 24 * 60),
+    Field("mask", "bool", nullable=False),
+    Field("acknowledge", "object"),
+)
+MAX_PAGE = 1000
+
+
+class Replayed(Exception):
+    """The same Idempotency-Key was seen before: answer what was answered then."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
+
+
+def new_entry_from(fields: dict[str, Any]) -> tuple[NewEntry, dict[str, Any]]:
+    """Split checked request fields into the entry and the review options."""
+    options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
+    return NewEntry(**fields), options
+
+
+def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[Any, Any]:
+    """Return a check and a hook that make a keyed POST happen at most once."""
+    fingerprint = hashlib.sha256(canonical_json(payload)).hexdigest()
+
+    def check(conn: sqlite3.Connection, incident: Any, new: NewEntry) -> None:
+        row = conn.execute(
+            "SELECT fingerprint, status, body FROM idempotency WHERE token_id = ? AND key = ?",
+            (actor.token_id or 0, key),
+        ).fetchone()
+        if row is None:
+            return
+        if row["fingerprint"] != fingerprint:
+            raise Conflict(
+                "this Idempotency-Key was used for a different request",
+                code="idempotency_key_reused",
+            )
+        raise Replayed(row["status"], row["body"])
+
+    def hook(conn: sqlite3.Connection, incident: Any, entry: Entry) -> None:
+        conn.execute(
+            "INSERT INTO idempotency (token_id, key, fingerprint, status, body, created_at)"
+            " VALUES (?, ?, ?, 201, ?, ?)",
+            (actor.token_id or 0, key, fingerprint, entry.to_json(), entry.record["posted_at"]),
+        )
+
+    return check, hook
+
+
+async def post_entry(request: web.Request) -> web.Response:
+    actor = await require(request, "editor")
+    payload = await read_object(request)
+    fields = check_object(payload, ENTRY_FIELDS)
+    fields.setdefault("kind", "update")
+    fields.setdefault("body", "")
+    incident_id = request.match_info["incident"]
+    new, options = new_entry_from(fields)
+    publisher = request.app[PUBLISHER]
+    new = publisher.review(new, options, actor)
+    checks: tuple[Any, ...] = ()
+    hooks: tuple[Any, ...] = ()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not 1 <= len(key) <= 200 or not key.isprintable():
+            raise Unprocessable(
+                "Idempotency-Key must be 1-200 printable characters",
+                code="invalid_idempotency_key",
+                field="Idempotency-Key",
+            )
+        check, hook = idempotency(actor, key, {"incident": incident_id, **payload})
+        checks, hooks = (check,), (hook,)
+    try:
+        entry, _ = await publisher.append(
+            incident_id, new, actor, remote=remote_of(request), checks=checks, hooks=hooks
+        )
+    except Replayed as replay:
+        return web.Response(
+            text=replay.body,
+            status=replay.status,
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    return web.Response(
+        text=entry.to_json(),
+        status=201,
+        content_type="application/json",
+        headers={"Location": f"/api/incidents/{incident_id}/entries/{entry.seq}"},
+    )
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    incident = await incident_or_404(request)
+    after = query_int(request, "after", 0, 0, 10**12)
+    limit = query_int(request, "limit", MAX_PAGE, 1, MAX_PAGE)
+    entries = await request.app[STORE].entries(incident["id"], after, limit)
+    body = (
+        '{"entries":['
+        + ",".join(e.to_json() for e in entries)
+        + '],"head":'
+        + json.dumps(incident["head"])
+        + "}"
+    )
+    return web.Response(text=body, content_type="application/json")
+
+
+async def get_entry(request: web.Request) -> web.Response:
+    incident = await incident_or_404(request)
+    seq = seq_param(request)
+    entry = await request.app[STORE].entry(incident["id"], seq)
+    if entry is None:
+        raise NotFound(f"no entry #{seq} in {incident['id']!r}", code="entry_not_found")
+    return web.Response(text=entry.to_json(), content_type="application/json")
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    incident = await incident_or_404(request)
+    checkpoint = await request.app[STORE].checkpoint(incident["id"])
+    if checkpoint is None:
+        raise NotFound(
+            "nothing is signed before the first entry",
+            code="no_checkpoint",
+            head=Head(0, incident["head"]["hash"]).to_dict(),
+        )
+    return json_response(checkpoint)
+
+
+async def get_keys(request: web.Request) -> web.Response:
+    return json_response(
+        request.app[SIGNER].keys_document(), headers={"Access-Control-Allow-Origin": "*"}
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/incidents/{incident}/entries", post_entry)
+    app.router.add_get("/api/incidents/{incident}/entries", list_entries)
+    app.router.add_get("/api/incidents/{incident}/entries/{seq}", get_entry)
+    app.router.add_get("/api/incidents/{incident}/checkpoint", get_checkpoint)
+    app.router.add_get("/.well-known/broadcaster-keys.json", get_keys)

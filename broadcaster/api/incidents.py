@@ -1,0 +1,75 @@
+"""Serve ``/api/incidents``: create, list and read incidents."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import STORE
+from ..auth import require
+from ..errors import Unprocessable
+from ..fields import Field, check_object
+from ..jsonbody import read_object
+from ..model import SEVERITIES
+from .common import incident_or_404, json_response, remote_of
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+CODE = re.compile(r"^[A-Z0-9]{1,8}$")
+
+
+def _slug(value: str) -> str:
+    if not SLUG.match(value):
+        raise Unprocessable(
+            "'id' must be lowercase letters, digits and dashes (at most 64)",
+            field="id",
+            code="invalid_value",
+        )
+    return value
+
+
+def _code(value: str) -> str:
+    value = value.upper()
+    if not CODE.match(value):
+        raise Unprocessable(
+            "'code' must be at most 8 letters and digits", field="code", code="invalid_value"
+        )
+    return value
+
+
+INCIDENT_FIELDS = (
+    Field("title", "line", required=True, max_len=120),
+    Field("summary", "text", max_len=20_000),
+    Field("severity", "line", required=True, choices=SEVERITIES),
+    Field("area", "line", max_len=200),
+    Field("started_at", "time"),
+    Field("update_interval_minutes", "int", low=1, high=7 * 24 * 60),
+    Field("id", "line", max_len=64, check=_slug),
+    Field("code", "line", max_len=8, check=_code),
+    Field("require_approval", "bool", nullable=False),
+)
+
+
+async def create_incident(request: web.Request) -> web.Response:
+    actor = await require(request, "editor")
+    fields = check_object(await read_object(request), INCIDENT_FIELDS)
+    if not fields["title"]:
+        raise Unprocessable("'title' must not be empty", code="invalid_value", field="title")
+    incident = await request.app[STORE].create_incident(fields, actor, remote_of(request))
+    return json_response(incident, status=201)
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    return json_response({"incidents": await request.app[STORE].incidents()})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    incident: dict[str, Any] = await incident_or_404(request)
+    return json_response(incident)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/incidents", create_incident)
+    app.router.add_get("/api/incidents", list_incidents)
+    app.router.add_get("/api/incidents/{incident}", get_incident)

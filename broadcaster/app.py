@@ -1,0 +1,62 @@
+"""Build the aiohttp application: one factory, no module-level state."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .api import entries, incidents, ops
+from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
+from .auth import TOKENS, Tokens
+from .bus import Bus, MemoryBus
+from .metrics import Metrics
+from .middleware import errors, security_headers
+from .plugins import BUILTIN_CHANNELS
+from .publisher import Publisher
+from .settings import Settings
+from .signing import Signer
+from .sqlite_store import SQLiteStore
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: SQLiteStore | None = None,
+    bus: Bus | None = None,
+    signer: Signer | None = None,
+    channels: tuple[str, ...] | None = None,
+) -> web.Application:
+    """Return the whole service as an application; nothing runs until it starts."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signer = signer or Signer.load(settings.data_dir, settings.signing_key)
+    store = store or SQLiteStore(settings.data_dir / "broadcaster.db", signer)
+    bus = bus or MemoryBus()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[errors, security_headers]
+    )
+    app[SETTINGS] = settings
+    app[SIGNER] = signer
+    app[STORE] = store
+    app[DB] = store.db
+    app[BUS] = bus
+    app[TOKENS] = Tokens(store.db)
+    app[PUBLISHER] = Publisher(store, bus)
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_open_parts)
+    for module in (incidents, entries, ops):
+        module.setup(app)
+    for name in BUILTIN_CHANNELS if channels is None else channels:
+        importlib.import_module(name).setup(app)
+    return app
+
+
+async def _open_parts(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].open()
+    await app[BUS].connect()
+    try:
+        yield
+    finally:
+        await app[BUS].close()
+        await app[STORE].close()

@@ -1,0 +1,157 @@
+"""Run the ``broadcaster`` command: serve, tokens, verify, follow and the rest.
+
+Exit codes of ``verify``: 0 intact, 1 tampered (it says where), 2 could not
+check (network, HTTP or format problems).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .settings import Settings
+
+log = logging.getLogger("broadcaster")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "host", "port", "public_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = Path(value) if name == "data_dir" else value
+    return Settings.from_env(**overrides)
+
+
+async def _first_admin(app: web.Application) -> None:
+    from .auth import TOKENS
+
+    tokens = app[TOKENS]
+    if await tokens.count() == 0:
+        _, token = await tokens.create("admin", app["department_name"], "admin")
+        print(
+            f"A new data directory: this admin token is shown once, keep it safe:\n  {token}\n",
+            flush=True,
+        )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    app["department_name"] = settings.department
+    app.on_startup.append(_first_admin)
+    print(
+        f"Broadcaster on http://{settings.host}:{settings.port}/ (data in {settings.data_dir})",
+        flush=True,
+    )
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        handle_signals=True,
+        access_log=None,
+    )
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from .auth import Tokens
+    from .db import Database
+    from .schema import CORE_SCHEMA
+
+    settings = _settings(args)
+
+    async def run() -> str:
+        db = Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA])
+        await db.open()
+        try:
+            _, token = await Tokens(db).create(args.name, args.department, args.role)
+            return token
+        finally:
+            await db.close()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(asyncio.run(run()))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .fetch import CouldNotCheck, fetch_timeline
+    from .verify import check_timeline
+
+    saved = None
+    try:
+        if args.checkpoint:
+            saved = json.loads(Path(args.checkpoint).read_text("utf-8"))
+        data = asyncio.run(fetch_timeline(args.base_url, args.incident))
+    except (CouldNotCheck, OSError, ValueError) as exc:
+        print(f"could not check: {exc}", file=sys.stderr)
+        return 2
+    report = check_timeline(args.incident, data["entries"], data["checkpoint"], data["keys"], saved)
+    if report.ok:
+        head = data["checkpoint"] or {}
+        print(
+            f"intact: {report.entries} entries, head seq {head.get('seq', 0)} "
+            f"{head.get('hash', '')}, signed by key {head.get('key_id', '-')}"
+        )
+        return 0
+    print(f"TAMPERED: first bad seq {report.first_bad_seq}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the whole service in one process")
+    serve.add_argument("--data-dir", dest="data_dir")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--public-url", dest="public_url")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="manage bearer tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a new token once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--department", required=True)
+    create.add_argument("--role", required=True, choices=("admin", "reviewer", "editor"))
+    create.add_argument("--data-dir", dest="data_dir")
+    create.set_defaults(func=cmd_token_create)
+
+    verify = sub.add_parser("verify", help="check a published timeline end to end")
+    verify.add_argument("base_url")
+    verify.add_argument("incident")
+    verify.add_argument("--checkpoint", help="a checkpoint JSON saved earlier")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Exception as exc:  # configuration errors and the like: one clear line
+        from .errors import BroadcasterError
+
+        if isinstance(exc, BroadcasterError):
+            print(f"broadcaster: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Keep incidents and their timelines in one SQLite file (the default store).
+
+Appends run on the single writer thread of ``broadcaster.db.Database``, so
+reading the head and writing ``seq + 1`` can never interleave with another
+append: ``seq`` is gapless and the chain cannot fork. The entry, its content,
+its signed checkpoint, the incident's new head, the audit row and whatever
+the registered hooks write (deliveries, search index) commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from . import chain
+from .clock import format_ts, now, parse_ts
+from .db import Database
+from .errors import Conflict, NotFound
+from .model import Actor, Entry, NewEntry
+from .schema import CORE_SCHEMA
+from .signing import Signer
+from .timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def audit_row(
+    conn: sqlite3.Connection,
+    actor: Actor | None,
+    action: str,
+    target: str,
+    detail: Mapping[str, Any] | None = None,
+    remote: str | None = None,
+) -> None:
+    """Record a write in the audit log, inside the caller's transaction."""
+    conn.execute(
+        "INSERT INTO audit (at, actor, department, role, remote, action, target, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            format_ts(now()),
+            actor.name if actor else None,
+            actor.department if actor else None,
+            actor.role if actor else None,
+            remote,
+            action,
+            target,
+            json.dumps(detail, ensure_ascii=False) if detail else None,
+        ),
+    )
+
+
+def incident_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return an incident as the API serves it."""
+    interval = row["update_interval_minutes"]
+    due = None
+    if interval and row["status"] == "active":
+        since = parse_ts(row["last_posted_at"] or row["started_at"])
+        due = format_ts(since + timedelta(minutes=interval))
+    return {
+        "id": row["id"],
+        "code": row["code"],
+        "title": row["title"],
+        "summary": row["summary"],
+        "severity": row["severity"],
+        "area": row["area"],
+        "status": row["status"],
+        "started_at": row["started_at"],
+        "created_at": row["created_at"],
+        "created_by": json.loads(row["created_by"]),
+        "update_interval_minutes": interval,
+        "next_update_due": due,
+        "last_update_at": row["last_posted_at"],
+        "require_approval": bool(row["require_approval"]),
+        "head": {"seq": row["head_seq"], "hash": row["head_hash"]},
+    }
+
+
+class SQLiteStore:
+    """The ``Store`` on SQLite; other modules add tables through ``db``."""
+
+    def __init__(self, path: Path, signer: Signer, *, db: Database | None = None) -> None:
+        self.db = db or Database(path)
+        self.db.add_schema(CORE_SCHEMA)
+        self.signer = signer
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> bool:
+        return await self.db.read(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+
+    async def create_incident(
+        self, fields: dict[str, Any], actor: Actor, remote: str | None = None
+    ) -> dict[str, Any]:
+        def job(conn: sqlite3.Connection) -> dict[str, Any]:
+            code = fields.get("code") or self._free_code(conn)
+            created_at = format_ts(now())
+            incident_id = fields.get("id") or self._free_id(conn, code, created_at)
+            if conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
+                raise Conflict(f"incident id {incident_id!r} is taken", code="id_taken", field="id")
+            if conn.execute("SELECT 1 FROM incidents WHERE code = ?", (code,)).fetchone():
+                raise Conflict(f"SMS code {code!r} is taken", code="code_taken", field="code")
+            conn.execute(
+                "INSERT INTO incidents (id, code, title, summary, severity, area, started_at,"
+                " created_at, created_by, update_interval_minutes, require_approval, head_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    incident_id,
+                    code,
+                    fields["title"],
+                    fields.get("summary") or "",
+                    fields["severity"],
+                    fields.get("area"),
+                    fields.get("started_at") or created_at,
+                    created_at,
+                    json.dumps(actor.public(), ensure_ascii=False),
+                    fields.get("update_interval_minutes"),
+                    int(bool(fields.get("require_approval"))),
+                    chain.genesis_hash(incident_id),
+                ),
+            )
+            audit_row(
+                conn, actor, "incident.create", incident_id, {"title": fields["title"]}, remote
+            )
+            row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            return incident_dict(row)
+
+        return await self.db.write(job)
+
+    @staticmethod
+    def _free_code(conn: sqlite3.Connection) -> str:
+        for length in (3, 4, 4, 5, 6, 8):
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+            if not conn.execute("SELECT 1 FROM incidents WHERE code = ?", (code,)).fetchone():
+                return code
+        raise Conflict("could not find a free SMS code", code="code_exhausted")
+
+    @staticmethod
+    def _free_id(conn: sqlite3.Connection, code: str, created_at: str) -> str:
+        base = created_at[:10].replace("-", "") + "-" + code.lower()
+        candidate, n = base, 1
+        while conn.execute("SELECT 1 FROM incidents WHERE id = ?", (candidate,)).fetchone():
+            n += 1
+            candidate = f"{base}-{n}"
+        return candidate
+
+    async def incident(self, incident_id: str) -> dict[str, Any] | None:
+        def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            return incident_dict(row) if row else None
+
+        return await self.db.read(job)
+
+    async def incidents(self) -> list[dict[str, Any]]:
+        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT * FROM incidents ORDER BY status = 'resolved',"
+                " COALESCE(last_posted_at, created_at) DESC, created_at DESC"
+            ).fetchall()
+            return [incident_dict(row) for row in rows]
+
+        return await self.db.read(job)
+
+    async def append(
+        self,
+        incident_id: str,
+        new: NewEntry,
+        actor: Actor,
+        *,
+        checks: tuple[AppendCheck, ...] = (),
+        hooks: tuple[AppendHook, ...] = (),
+        remote: str | None = None,
+    ) -> tuple[Entry, dict[str, Any]]:
+        def job(conn: sqlite3.Connection) -> tuple[Entry, dict[str, Any]]:
+            return self.append_in(conn, incident_id, new, actor, checks, hooks, remote)
+
+        return await self.db.write(job)
+
+    def append_in(
+        self,
+        conn: sqlite3.Connection,
+        incident_id: str,
+        new: NewEntry,
+        actor: Actor,
+        checks: tuple[AppendCheck, ...] = (),
+        hooks: tuple[AppendHook, ...] = (),
+        remote: str | None = None,
+    ) -> tuple[Entry, dict[str, Any]]:
+        """Append inside an open transaction (for callers that write more alongside)."""
+        row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no incident {incident_id!r}", code="incident_not_found")
+        incident = incident_dict(row)
+        head = Head(row["head_seq"], row["head_hash"])
+        for check in checks:
+            check(conn, incident, new)
+        posted_at = format_ts(now())
+        entry = build_entry(row, head, new, actor, posted_at)
+        conn.execute(
+            "INSERT INTO contents (content_hash, salt, body, html) VALUES (?, ?, ?, ?)",
+            (entry.record["content_hash"], entry.salt, entry.body, entry.html),
+        )
+        conn.execute(
+            "INSERT INTO entries (incident, seq, kind, record, hash) VALUES (?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                entry.seq,
+                new.kind,
+                json.dumps(entry.record, ensure_ascii=False),
+                entry.hash,
+            ),
+        )
+        status = new.status or row["status"]
+        interval = (
+            new.update_interval_minutes
+            if new.update_interval_minutes is not None
+            else row["update_interval_minutes"]
+        )
+        conn.execute(
+            "UPDATE incidents SET head_seq = ?, head_hash = ?, status = ?,"
+            " update_interval_minutes = ?, last_posted_at = ? WHERE id = ?",
+            (entry.seq, entry.hash, status, interval, posted_at, incident_id),
+        )
+        checkpoint = self.signer.sign(incident_id, entry.seq, entry.hash, posted_at)
+        conn.execute(
+            "INSERT INTO checkpoints (incident, seq, record) VALUES (?, ?, ?)",
+            (incident_id, entry.seq, json.dumps(checkpoint)),
+        )
+        audit_row(conn, actor, f"entry.{new.kind}", f"{incident_id}#{entry.seq}", None, remote)
+        for hook in hooks:
+            hook(conn, incident, entry)
+        return entry, checkpoint
+
+    async def entries(
+        self, incident_id: str, after: int = 0, limit: int | None = None
+    ) -> list[Entry]:
+        def job(conn: sqlite3.Connection) -> list[Entry]:
+            return read_entries(conn, incident_id, after, limit)
+
+        return await self.db.read(job)
+
+    async def entry(self, incident_id: str, seq: int) -> Entry | None:
+        found = await self.db.read(lambda c: read_entries(c, incident_id, seq - 1, 1))
+        return found[0] if found and found[0].seq == seq else None
+
+    async def head(self, incident_id: str) -> Head | None:
+        def job(conn: sqlite3.Connection) -> Head | None:
+            row = conn.execute(
+                "SELECT head_seq, head_hash FROM incidents WHERE id = ?", (incident_id,)
+            ).fetchone()
+            return Head(row[0], row[1]) if row else None
+
+        return await self.db.read(job)
+
+    async def checkpoint(self, incident_id: str) -> dict[str, Any] | None:
+        def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq DESC LIMIT 1",
+                (incident_id,),
+            ).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self.db.read(job)
+
+    async def checkpoints(self, incident_id: str) -> list[dict[str, Any]]:
+        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq", (incident_id,)
+            ).fetchall()
+            return [json.loads(row[0]) for row in rows]
+
+        return await self.db.read(job)
+
+
+def read_entries(
+    conn: sqlite3.Connection, incident_id: str, after: int = 0, limit: int | None = None
+) -> list[Entry]:
+    """Read entries ``seq > after`` in order, joining content and redaction state."""
+    rows = conn.execute(
+        "SELECT e.record, e.hash, c.salt, c.body, c.html, r.basis, r.posted_at, r.department"
+        " FROM entries e"
+        " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
+        " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
+        " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+        (incident_id, after, -1 if limit is None else limit),
+    ).fetchall()
+    return [entry_from_row(row) for row in rows]
+
+
+def entry_from_row(row: Mapping[str, Any]) -> Entry:
+    record = json.loads(row["record"])
+    if row["body"] is not None and row["basis"] is None:
+        return Entry(record, row["hash"], row["body"], row["salt"], row["html"])
+    if row["basis"] is not None:
+        notice = redaction_notice(row["basis"], row["posted_at"], row["department"])
+    else:
+        notice = '<p class="redaction-notice">此内容已删除。</p>'
+    return Entry(record, row["hash"], "", None, notice, redacted=True)

@@ -1,0 +1,123 @@
+"""Verify a timeline from what the service publishes, trusting none of it.
+
+``check_timeline`` recomputes every ``content_hash`` and ``hash``, follows
+``prev_hash`` from the genesis hash, checks that seqs run 1..N without a gap,
+that every withheld body is announced by a later ``redaction`` entry, and that
+the signed checkpoint (Ed25519, keys from ``/.well-known/broadcaster-keys.json``)
+names the head. Given a checkpoint saved earlier, it also proves the current
+timeline extends it: same hash at the saved seq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import chain
+from .signing import verify_checkpoint
+
+
+@dataclass
+class Report:
+    """What verification found: ``problems`` is empty when the timeline is intact."""
+
+    incident: str
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+    first_bad_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, seq: int | None, message: str) -> None:
+        if seq is not None and (self.first_bad_seq is None or seq < self.first_bad_seq):
+            self.first_bad_seq = seq
+        self.problems.append(f"seq {seq}: {message}" if seq is not None else message)
+
+
+def check_entry(entry: dict[str, Any], expected_prev: str, report: Report) -> None:
+    seq = entry.get("seq")
+    try:
+        record = chain.record_of(entry)
+    except KeyError as exc:
+        report.fail(seq, f"field {exc.args[0]!r} is missing")
+        return
+    if entry.get("prev_hash") != expected_prev:
+        report.fail(seq, f"prev_hash {entry.get('prev_hash')} does not match {expected_prev}")
+    if entry.get("redacted"):
+        if entry.get("body") not in ("", None) or entry.get("salt") not in ("", None):
+            report.fail(seq, "a redacted entry still carries its body or salt")
+    else:
+        salt, body = entry.get("salt"), entry.get("body")
+        try:
+            actual = chain.content_hash(salt, body)  # type: ignore[arg-type]
+        except (TypeError, ValueError, AttributeError):
+            actual = None
+        if actual != entry.get("content_hash"):
+            report.fail(seq, f"content_hash does not match body and salt (computed {actual})")
+    try:
+        computed = chain.entry_hash(record)
+    except (TypeError, ValueError) as exc:
+        report.fail(seq, f"record cannot be encoded ({exc})")
+        return
+    if computed != entry.get("hash"):
+        report.fail(seq, f"hash does not match its fields (computed {computed})")
+
+
+def check_timeline(
+    incident_id: str,
+    entries: Sequence[dict[str, Any]],
+    checkpoint: dict[str, Any] | None,
+    keys: dict[str, Any],
+    saved: dict[str, Any] | None = None,
+) -> Report:
+    """Check everything and return a report; never raises on bad data."""
+    report = Report(incident_id, len(entries))
+    expected_prev = chain.genesis_hash(incident_id)
+    hashes: dict[int, str] = {}
+    announced: set[int] = set()
+    for index, entry in enumerate(entries, start=1):
+        seq = entry.get("seq")
+        if seq != index:
+            report.fail(index, f"expected seq {index}, found {seq!r} (gap, reorder or deletion)")
+            break
+        if entry.get("incident") != incident_id:
+            report.fail(seq, f"entry belongs to {entry.get('incident')!r}")
+        check_entry(entry, expected_prev, report)
+        if entry.get("kind") == "redaction" and isinstance(entry.get("redacts"), int):
+            announced.add(entry["redacts"])
+        hashes[index] = str(entry.get("hash"))
+        expected_prev = str(entry.get("hash"))
+    for entry in entries:
+        if entry.get("redacted") and entry.get("seq") not in announced:
+            report.fail(entry.get("seq"), "body withheld without a redaction entry announcing it")
+    head_seq = len(entries)
+    if checkpoint is None:
+        if head_seq:
+            report.fail(None, "no signed checkpoint for a non-empty timeline")
+    else:
+        problem = verify_checkpoint(checkpoint, keys)
+        if problem:
+            report.fail(None, problem)
+        elif checkpoint.get("incident") != incident_id:
+            report.fail(None, "checkpoint is for another incident")
+        elif hashes.get(checkpoint.get("seq", -1)) != checkpoint.get("hash"):
+            report.fail(
+                checkpoint.get("seq"), "signed checkpoint does not match the timeline's hash there"
+            )
+        elif checkpoint.get("seq") != head_seq:
+            report.fail(None, f"checkpoint is at seq {checkpoint.get('seq')}, head at {head_seq}")
+    if saved is not None:
+        problem = verify_checkpoint(saved, keys)
+        if problem:
+            report.fail(None, f"saved checkpoint: {problem}")
+        elif saved.get("incident") != incident_id:
+            report.fail(None, "saved checkpoint is for another incident")
+        elif hashes.get(saved.get("seq", -1)) != saved.get("hash"):
+            report.fail(
+                saved.get("seq"),
+                "the timeline does not extend the saved checkpoint (history was rewritten)",
+            )
+    return report
