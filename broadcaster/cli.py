@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -19,6 +20,9 @@ from aiohttp import web
 from .settings import Settings
 
 log = logging.getLogger("broadcaster")
+
+#: Modules that add subcommands; each has ``add_parser(subparsers)`` and sets ``func``.
+EXTRA_COMMANDS: tuple[str, ...] = ()
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -136,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("incident")
     verify.add_argument("--checkpoint", help="a checkpoint JSON saved earlier")
     verify.set_defaults(func=cmd_verify)
+    for name in EXTRA_COMMANDS:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,10 +38,31 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def merged_openapi() -> dict[str, Any]:
+    """Merge ``broadcaster/openapi/*.json`` in name order: each module documents its paths."""
+    document: dict[str, Any] = {}
+    folder = resources.files("broadcaster").joinpath("openapi")
+    for item in sorted(folder.iterdir(), key=lambda i: i.name):
+        if not item.name.endswith(".json"):
+            continue
+        part = json.loads(item.read_text("utf-8"))
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(document.get(key), dict):
+                for sub, subvalue in value.items():
+                    if isinstance(subvalue, dict) and isinstance(document[key].get(sub), dict):
+                        document[key][sub].update(subvalue)
+                    else:
+                        document[key][sub] = subvalue
+            else:
+                document[key] = value
+    return document
+
+
 async def openapi(request: web.Request) -> web.Response:
-    text = resources.files("broadcaster").joinpath("openapi.json").read_text("utf-8")
     return web.Response(
-        text=text, content_type="application/json", headers={"Access-Control-Allow-Origin": "*"}
+        text=json.dumps(merged_openapi(), ensure_ascii=False),
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"},
     )
 
 

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real application on a real port, tokens for each role.
+
+Time bounds in tests derive from ``TIMEOUT`` (``BROADCASTER_TEST_TIMEOUT``,
+default 10 s), so a slow machine can scale them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from broadcaster.app import create_app
+from broadcaster.auth import TOKENS
+from broadcaster.settings import Settings
+
+TIMEOUT = float(os.environ.get("BROADCASTER_TEST_TIMEOUT", "10"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh data directory, as a brand-new installation has them."""
+    return Settings.from_env({}, data_dir=tmp_path / "data", public_url="http://example.test")
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient]:
+    """The app with default settings, served on a real loopback port."""
+    app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
+        yield test_client
+
+
+async def make_token(client: TestClient, role: str, name: str | None = None) -> str:
+    """Create a token for ``role`` directly in the store and return it."""
+    _, token = await client.app[TOKENS].create(name or f"{role}-user", "应急管理局", role)
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def admin(client: TestClient) -> dict[str, str]:
+    """Authorization headers of an admin."""
+    return bearer(await make_token(client, "admin", "管理员"))
+
+
+@pytest.fixture
+async def editor(client: TestClient) -> dict[str, str]:
+    """Authorization headers of an editor."""
+    return bearer(await make_token(client, "editor", "值班编辑"))
+
+
+@pytest.fixture
+async def reviewer(client: TestClient) -> dict[str, str]:
+    """Authorization headers of a reviewer."""
+    return bearer(await make_token(client, "reviewer", "审核员"))
+
+
+async def create_incident(
+    client: TestClient, headers: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    """Create an incident through the API and return it."""
+    body = {"title": "崂山区沙子口街道山洪", "severity": "severe", **fields}
+    response = await client.post("/api/incidents", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def post_entry(
+    client: TestClient, headers: dict[str, str], incident_id: str, **fields: Any
+) -> dict[str, Any]:
+    """Post an entry through the API and return it (asserting 201)."""
+    body = {"body": "水位持续上涨，请沿河居民立即转移。", **fields}
+    response = await client.post(f"/api/incidents/{incident_id}/entries", json=body,
+                                 headers=headers)
+    assert response.status == 201, await response.text()
+    return await response.json()
