@@ -1,0 +1,314 @@
+"""Serve Atom, RSS and JSON Feed documents per incident and for all incidents.
+
+Each document is rendered once per head and kept in memory under the key
+(feed, head hash), so a new entry needs no invalidation: its head hash is a
+new key, and the old document simply ages out of the LRU. The strong ``ETag``
+is derived from the head hash(es), so it is stable across restarts and nodes.
+
+Knowing the head must not cost a database read per request, so ``Heads``
+keeps every incident's head in memory: this node's bus listener moves it the
+moment an entry is published (here or, on Redis, on another node), and a read
+of the ``incidents`` table refreshes it at most once per ``FRESH`` seconds, so
+a missed bus message (Redis restart) costs at most that much staleness. Heads
+only ever move forward (higher seq), so a slow refresh cannot undo a newer
+bus update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.appkeys import BUS, DB, SETTINGS
+from broadcaster.clock import parse_ts
+from broadcaster.errors import NotFound
+from broadcaster.markdown import plain
+from broadcaster.sqlite_store import incident_dict
+
+from . import pages_data
+from .feed_render import FeedSource, render_atom, render_json_feed, render_rss
+
+log = logging.getLogger(__name__)
+
+FRESH = 1.0
+INCIDENT_LIMIT = 200
+GLOBAL_LIMIT = 50
+CACHE_SIZE = 512
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FORMATS: dict[str, tuple[str, Callable[..., bytes]]] = {
+    "atom": ("application/atom+xml; charset=utf-8", render_atom),
+    "rss": ("application/rss+xml; charset=utf-8", render_rss),
+    "json": ("application/feed+json; charset=utf-8", render_json_feed),
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    content_type: str
+    etag: str
+    modified: datetime
+
+    @property
+    def last_modified(self) -> str:
+        return format_datetime(self.modified.replace(microsecond=0), usegmt=True)
+
+
+class Heads:
+    """Hold every incident's ``(seq, hash)``; see the module docstring for freshness."""
+
+    def __init__(self, read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]):
+        self._read = read
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._checked: dict[str, float] = {}
+        self._all_checked = 0.0
+        self._signature: str | None = None
+
+    def note(self, incident_id: str, seq: int, head_hash: str) -> None:
+        """Move an incident's head forward (never back)."""
+        current = self._heads.get(incident_id)
+        if current is None or seq > current[0]:
+            self._heads[incident_id] = (seq, head_hash)
+            self._signature = None
+
+    async def get(self, incident_id: str) -> tuple[int, str] | None:
+        """Return the incident's head, or ``None`` if there is no such incident."""
+        if time.monotonic() - self._checked.get(incident_id, -FRESH) >= FRESH:
+
+            def job(conn: sqlite3.Connection) -> Any:
+                return conn.execute(
+                    "SELECT head_seq, head_hash FROM incidents WHERE id = ?", (incident_id,)
+                ).fetchone()
+
+            row = await self._read(job)
+            if row is None:
+                return None
+            self.note(incident_id, row[0], row[1])
+            self._checked[incident_id] = time.monotonic()
+        return self._heads.get(incident_id)
+
+    async def signature(self) -> str:
+        """Return a digest of every incident's head: the all-incidents feed's version."""
+        if time.monotonic() - self._all_checked >= FRESH:
+
+            def job(conn: sqlite3.Connection) -> list[Any]:
+                return conn.execute("SELECT id, head_seq, head_hash FROM incidents").fetchall()
+
+            for row in await self._read(job):
+                self.note(row[0], row[1], row[2])
+            self._all_checked = time.monotonic()
+        if self._signature is None:
+            digest = hashlib.sha256()
+            for incident_id in sorted(self._heads):
+                digest.update(f"{incident_id}\n{self._heads[incident_id][1]}\n".encode())
+            self._signature = digest.hexdigest()
+        return self._signature
+
+
+class FeedCache:
+    """Render each (feed, head) once; concurrent misses for one key share one render."""
+
+    def __init__(self, heads: Heads, size: int = CACHE_SIZE) -> None:
+        self.heads = heads
+        self.size = size
+        self._items: OrderedDict[tuple[str, ...], Rendered] = OrderedDict()
+        self._pending: dict[tuple[str, ...], asyncio.Future[Rendered]] = {}
+        self.renders = 0
+
+    async def get(
+        self, key: tuple[str, ...], render: Callable[[], Awaitable[Rendered]]
+    ) -> Rendered:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Rendered] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            rendered = await render()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it twice
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(rendered)
+        self.renders += 1
+        self._items[key] = rendered
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return rendered
+
+
+FEEDS = web.AppKey("feeds", FeedCache)
+
+
+def etag_for(*parts: str) -> str:
+    return '"' + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40] + '"'
+
+
+def not_modified(request: web.Request, etag: str, modified: datetime) -> bool:
+    """Apply RFC 9110 preconditions: ``If-None-Match`` wins over ``If-Modified-Since``."""
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:
+        tags = [tag.strip() for tag in inm.split(",")]
+        return "*" in tags or etag in tags or ("W/" + etag) in tags
+    ims = request.headers.get("If-Modified-Since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return modified.replace(microsecond=0) <= since
+    return False
+
+
+def respond(request: web.Request, rendered: Rendered) -> web.Response:
+    headers = {
+        "ETag": rendered.etag,
+        "Last-Modified": rendered.last_modified,
+        "Cache-Control": "no-cache",
+        "Access-Control-Allow-Origin": "*",
+    }
+    if not_modified(request, rendered.etag, rendered.modified):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = rendered.content_type
+    return web.Response(body=rendered.body, headers=headers)
+
+
+def feed_dicts(conn: sqlite3.Connection, entries: list[Any]) -> list[dict[str, Any]]:
+    """Return entries as the renderer wants them, redacted ones with their ``redaction``."""
+    dicts = [entry.to_dict() for entry in entries]
+    redacted = [(d["incident"], d["seq"]) for d in dicts if d["redacted"]]
+    found = pages_data.redactions(conn, redacted) if redacted else {}
+    for d in dicts:
+        if d["redacted"] and (d["incident"], d["seq"]) in found:
+            d["redaction"] = found[(d["incident"], d["seq"])]
+    return dicts
+
+
+async def incident_feed(request: web.Request) -> web.Response:
+    fmt = request.match_info["fmt"]
+    incident_id = request.match_info["incident"]
+    cache = request.app[FEEDS]
+    head = await cache.heads.get(incident_id)
+    if head is None:
+        raise NotFound(f"no incident {incident_id!r}", code="incident_not_found")
+    ctype, renderer = FORMATS[fmt]
+    settings = request.app[SETTINGS]
+
+    async def render() -> Rendered:
+        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            entries = pages_data.latest_entries(conn, incident_id, INCIDENT_LIMIT)
+            return incident_dict(row), feed_dicts(conn, entries)
+
+        incident, entries = await request.app[DB].read(job)
+        updated = parse_ts(entries[0]["posted_at"] if entries else incident["created_at"])
+        source = FeedSource(
+            public_url=settings.public_url,
+            title=incident["title"],
+            subtitle=plain(incident["summary"] or "", 200) or settings.site_name,
+            self_path=f"/incidents/{incident_id}/feed",
+            html_path=f"/incidents/{incident_id}",
+            updated=updated,
+            language=settings.lang,
+            author_name=settings.department,
+        )
+        body = await asyncio.to_thread(renderer, source, entries)
+        return Rendered(body, ctype, etag_for(fmt, incident_id, head[1]), updated)
+
+    rendered = await cache.get(("incident", incident_id, fmt, head[1]), render)
+    return respond(request, rendered)
+
+
+async def global_feed(request: web.Request) -> web.Response:
+    fmt = request.match_info["fmt"]
+    cache = request.app[FEEDS]
+    signature = await cache.heads.signature()
+    ctype, renderer = FORMATS[fmt]
+    settings = request.app[SETTINGS]
+
+    async def render() -> Rendered:
+        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            entries = pages_data.latest_across(conn, GLOBAL_LIMIT)
+            ids = sorted({e.incident for e in entries})
+            rows = conn.execute(
+                f"SELECT * FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+            return {row["id"]: incident_dict(row) for row in rows}, feed_dicts(conn, entries)
+
+        incidents, entries = await request.app[DB].read(job)
+        updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH
+        source = FeedSource(
+            public_url=settings.public_url,
+            title=settings.site_name,
+            subtitle=settings.department,
+            self_path="/feed",
+            html_path="/",
+            updated=updated,
+            language=settings.lang,
+            author_name=settings.department,
+        )
+        body = await asyncio.to_thread(renderer, source, entries, incidents)
+        return Rendered(body, ctype, etag_for(fmt, "*", signature), updated)
+
+    rendered = await cache.get(("all", fmt, signature), render)
+    return respond(request, rendered)
+
+
+async def follow_bus(app: web.Application) -> None:
+    """Move heads forward from the bus; reconnect with backoff if it fails."""
+    heads = app[FEEDS].heads
+    delay = 0.5
+    while True:
+        try:
+            async with app[BUS].listen() as messages:
+                delay = 0.5
+                async for topic, message in messages:
+                    if not topic.startswith("incident:"):
+                        continue
+                    _, _, frame = message.partition("\n")
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        entry = json.loads(frame)["entry"]
+                        heads.note(entry["incident"], int(entry["seq"]), entry["hash"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the periodic refresh keeps feeds correct meanwhile
+            log.warning("feeds lost the bus; retrying in %.1f s", delay, exc_info=True)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+async def _bus_task(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(follow_bus(app), name="feeds-bus")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup(app: web.Application) -> None:
+    app[FEEDS] = FeedCache(Heads(app[DB].read))
+    app.cleanup_ctx.append(_bus_task)
+    fmt = "{fmt:atom|rss|json}"
+    app.router.add_get(f"/incidents/{{incident}}/feed.{fmt}", incident_feed)
+    app.router.add_get(f"/feed.{fmt}", global_feed)

@@ -1,0 +1,175 @@
+"""Read what the pages and feeds show, in one read job per request.
+
+Every function here is a plain ``fn(conn, ...)`` run on a reader thread by
+``Database.read``; they return ``Entry`` objects (with redactions already
+applied by ``entry_from_row``) or plain dicts, never rows, so templates cannot
+reach the database. Entries are read by cursor (``seq``) only, never by
+offset, so a page never shifts when new entries arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster.model import Entry
+from broadcaster.sqlite_store import entry_from_row
+
+_SELECT = (
+    "SELECT e.record, e.hash, c.salt, c.body, c.html, r.basis, r.posted_at, r.department"
+    " FROM entries e"
+    " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
+    " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
+)
+#: Which entries count as key events: the first, status changes, corrections,
+#: redactions and every entry that moves a key figure. Editors have no "pin"
+#: flag in the contract, so this is derived from what the entry is.
+_KEY = (
+    "(e.seq = 1 OR e.kind IN ('status', 'correction', 'redaction')"
+    " OR json_extract(e.record, '$.figures') IS NOT NULL)"
+)
+
+
+@dataclass
+class Slice:
+    """One page of a timeline plus what is needed to link around it."""
+
+    entries: list[Entry]
+    head_seq: int
+    has_older: bool = False
+    has_newer: bool = False
+    total: int = 0
+
+
+@dataclass
+class Facts:
+    """Everything about an incident's timeline that is not one page of entries."""
+
+    figures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    corrected_by: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    key_events: list[Entry] = field(default_factory=list)
+    first_posted_at: str | None = None
+
+
+def entries_where(
+    conn: sqlite3.Connection,
+    incident_id: str,
+    where: str,
+    args: tuple[Any, ...],
+    order: str,
+    limit: int = -1,
+) -> list[Entry]:
+    rows = conn.execute(
+        f"{_SELECT} WHERE e.incident = ? AND {where} ORDER BY e.seq {order} LIMIT ?",
+        (incident_id, *args, limit),
+    ).fetchall()
+    return [entry_from_row(row) for row in rows]
+
+
+def timeline_slice(
+    conn: sqlite3.Connection,
+    incident_id: str,
+    head_seq: int,
+    *,
+    newest_first: bool,
+    cursor: int | None,
+    key_only: bool,
+    limit: int,
+) -> Slice:
+    """Return up to ``limit`` entries before (newest first) or after (oldest first) ``cursor``.
+
+    ``cursor`` is exclusive: ``before`` for newest-first pages, ``after`` for
+    oldest-first ones; ``None`` means the latest (or the first) page.
+    """
+    key = f" AND {_KEY}" if key_only else ""
+    if newest_first:
+        bound = head_seq + 1 if cursor is None else cursor
+        entries = entries_where(conn, incident_id, f"e.seq < ?{key}", (bound,), "DESC", limit + 1)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        newer = bool(entries) and entries[0].seq < head_seq and cursor is not None
+        result = Slice(entries, head_seq, has_older=more, has_newer=newer)
+    else:
+        bound = 0 if cursor is None else cursor
+        entries = entries_where(conn, incident_id, f"e.seq > ?{key}", (bound,), "ASC", limit + 1)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        result = Slice(entries, head_seq, has_older=bound > 0, has_newer=more)
+    if key_only:
+        result.total = conn.execute(
+            f"SELECT COUNT(*) FROM entries e WHERE e.incident = ? AND {_KEY}", (incident_id,)
+        ).fetchone()[0]
+    else:
+        result.total = head_seq
+    return result
+
+
+def timeline_facts(conn: sqlite3.Connection, incident_id: str, key_events: int = 8) -> Facts:
+    """Return figure histories, correction links and the latest key events."""
+    facts = Facts()
+    rows = conn.execute(
+        "SELECT seq, kind, record FROM entries WHERE incident = ?"
+        " AND (kind = 'correction' OR json_extract(record, '$.figures') IS NOT NULL"
+        " OR seq = 1) ORDER BY seq",
+        (incident_id,),
+    ).fetchall()
+    for row in rows:
+        record = json.loads(row["record"])
+        if row["seq"] == 1:
+            facts.first_posted_at = record["posted_at"]
+        if record.get("corrects") is not None:
+            facts.corrected_by.setdefault(record["corrects"], []).append(
+                {"seq": row["seq"], "posted_at": record["posted_at"]}
+            )
+        for name, value in (record.get("figures") or {}).items():
+            facts.figures.setdefault(name, []).append(
+                {
+                    "seq": row["seq"],
+                    "value": value,
+                    "posted_at": record["posted_at"],
+                    "kind": row["kind"],
+                }
+            )
+    facts.key_events = entries_where(conn, incident_id, _KEY, (), "DESC", key_events)
+    return facts
+
+
+def neighbours(conn: sqlite3.Connection, incident_id: str, seq: int) -> list[Entry]:
+    """Return the entries ``seq - 1 .. seq + 1`` that exist, in order."""
+    return entries_where(conn, incident_id, "e.seq BETWEEN ? AND ?", (seq - 1, seq + 1), "ASC")
+
+
+def latest_entries(conn: sqlite3.Connection, incident_id: str, limit: int) -> list[Entry]:
+    """Return the newest ``limit`` entries, newest first."""
+    return entries_where(conn, incident_id, "1", (), "DESC", limit)
+
+
+def latest_across(conn: sqlite3.Connection, limit: int) -> list[Entry]:
+    """Return the newest ``limit`` entries of all incidents, newest first."""
+    rows = conn.execute(
+        f"{_SELECT} ORDER BY json_extract(e.record, '$.posted_at') DESC, e.seq DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [entry_from_row(row) for row in rows]
+
+
+def redactions(conn: sqlite3.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+    """Return ``{(incident, seq): {"seq", "posted_at", "basis"}}`` for redacted entries.
+
+    ``seq`` is the redaction entry's own seq, the shape the feed renderer wants.
+    """
+    found: dict[tuple[str, int], Any] = {}
+    for incident_id, seq in keys:
+        row = conn.execute(
+            "SELECT redaction_seq, posted_at, basis FROM redactions WHERE incident = ? AND seq = ?",
+            (incident_id, seq),
+        ).fetchone()
+        if row is not None:
+            found[(incident_id, seq)] = {
+                "seq": row["redaction_seq"],
+                "posted_at": row["posted_at"],
+                "basis": row["basis"],
+            }
+    return found
