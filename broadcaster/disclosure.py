@@ -32,9 +32,14 @@ digits that are part of a longer digit run (an ID, card or mobile number must no
 preceded or followed directly by another digit). Names and addresses are not detected.
 
 Full-width forms are found too: detection runs on a copy in which full-width ASCII
-(U+FF01..U+FF5E) is mapped to ASCII and the ideographic space (U+3000) to a space. The
-mapping is 1:1, so offsets are Python ``str`` indexes into the ORIGINAL text, and excerpts are
-built from the ORIGINAL characters (a full-width number stays full-width where it is kept).
+(U+FF01..U+FF5E) is mapped to ASCII, every Unicode space separator (ideographic space U+3000,
+no-break space U+00A0, thin spaces, ...) to a space and hyphen-like dashes (U+2010..U+2013,
+U+2212, U+FE63) to ``-``; text pasted from word processors and chat apps carries these. The
+invisible characters that copy-paste leaves inside numbers (zero-width space and joiners, word
+joiner, BOM, soft hyphen) are skipped while matching, so ``138<ZWSP>1234<ZWSP>5678`` is one
+mobile number. Offsets are Python ``str`` indexes into the ORIGINAL text (a finding's span
+covers any skipped characters inside it), and excerpts are built from the ORIGINAL characters
+without the skipped ones (a full-width number stays full-width where it is kept).
 
 Masking rules (the excerpt is the masked match; masked characters become ASCII ``*``,
 separators such as spaces, dashes and ``·`` are kept as they are):
@@ -75,7 +80,13 @@ class Finding:
         return {"code": self.code, "start": self.start, "end": self.end, "excerpt": self.excerpt}
 
 
-_FULL_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
+_SPACES = "\u00a0\u1680\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
+_NORMALISE = (
+    {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+    | {ord(c): ord(" ") for c in _SPACES}
+    | {ord(c): ord("-") for c in "\u2010\u2011\u2012\u2013\u2212\ufe63"}
+)
+_IGNORABLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
 
 _PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 
@@ -178,11 +189,15 @@ _DETECTORS: tuple[tuple[str, Callable[[str, str, date], _Candidates]], ...] = (
 
 def review(text: str) -> list[Finding]:
     """Return the personal data found in ``text``, sorted by start and non-overlapping."""
-    norm = text.translate(_FULL_WIDTH)
+    # ``where[i]`` is the index in ``text`` of the i-th character that is not skipped.
+    where = [i for i, c in enumerate(text) if c not in _IGNORABLE]
+    visible = "".join(text[i] for i in where)
+    norm = visible.translate(_NORMALISE)
     today = date.today()
     findings: list[Finding] = []
     for code, detect in _DETECTORS:
-        for start, end, excerpt in detect(norm, text, today):
+        for start, end, excerpt in detect(norm, visible, today):
+            start, end = where[start], where[end - 1] + 1
             if all(end <= f.start or start >= f.end for f in findings):
                 findings.append(Finding(code, start, end, excerpt))
     return sorted(findings, key=lambda f: f.start)

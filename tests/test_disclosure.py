@@ -77,12 +77,23 @@ CASES = [
     ("＋８６　１９９１２３４５６７８", ["mobile"], "mobile-full-width-plus86"),
     ("13812345678、13987654321", ["mobile", "mobile"], "mobile-two-listed"),
     ("13812345678 13987654321", ["mobile", "mobile"], "mobile-two-spaced"),
+    # pasted from word processors / chat apps: invisible characters, no-break spaces, dashes
+    ("电话138\u200b1234\u200b5678", ["mobile"], "mobile-zero-width-inside"),
+    ("电话138\u00a01234\u00a05678", ["mobile"], "mobile-nbsp-grouped"),
+    ("电话138\u20111234\u20115678", ["mobile"], "mobile-non-breaking-hyphen"),
+    ("电话138\u20131234\u20135678", ["mobile"], "mobile-en-dash"),
+    ("+86\u202f138\u202f1234\u202f5678", ["mobile"], "mobile-narrow-nbsp"),
+    ("\ufeff1381234\u00ad5678", ["mobile"], "mobile-bom-and-soft-hyphen"),
+    ("zhang\u200b@qq.com", ["email"], "email-zero-width"),
     # resident IDs
     (f"身份证号：{ID}。", ["resident_id"], "id-chinese-around"),
     (f"号码{ID_X}已登记", ["resident_id"], "id-check-x"),
     (f"{ID_X.lower()}", ["resident_id"], "id-check-lower-x"),
     (f"证件{full_width(ID_X.lower())}", ["resident_id"], "id-full-width-x"),
     (f"{ID[:6]} {ID[6:14]} {ID[14:]}", ["resident_id"], "id-grouped-6-8-4"),
+    (f"{ID[:6]}\u00a0{ID[6:14]}\u00a0{ID[14:]}", ["resident_id"], "id-nbsp-grouped"),
+    (f"{ID[:9]}\u200b{ID[9:]}", ["resident_id"], "id-zero-width-inside"),
+    (f"卡号{group4(CARD16, chr(0x2011))}", ["bank_card"], "card-non-breaking-hyphens"),
     # bank cards
     (CARD16, ["bank_card"], "card-16"),
     (CARD19, ["bank_card"], "card-19"),
@@ -116,6 +127,9 @@ CASES = [
     ("值班电话0532-88888888", [], "landline-dash"),
     ("(0532) 8888 8888", [], "landline-parens"),
     ("010-12345678", [], "landline-beijing"),
+    ("0532\u00a08888\u00a08888", [], "landline-nbsp"),
+    ("010\u201112345678", [], "landline-non-breaking-hyphen"),
+    ("110\u200b119\u200b120", [], "service-numbers-zero-width"),
     ("0532-12345", [], "landline-short"),
     ("2026年11月26日14时30分", [], "date-chinese"),
     ("2026-11-26 14:30", [], "date-iso"),
@@ -171,8 +185,13 @@ def test_test_helpers() -> None:
         (f"卡{group4(CARD16, ' ')}", Finding("bank_card", 1, 20, f"6222 **** **** {CARD16[-4:]}")),
         ("联系zhangsan@163.com获取", Finding("email", 2, 18, "z***@163.com")),
         ("车牌鲁B·12345", Finding("vehicle_plate", 2, 10, "鲁B·*****")),
+        ("电话138\u200b1234\u200b5678。", Finding("mobile", 2, 15, "138****5678")),
+        ("\u200b13812345678", Finding("mobile", 1, 12, "138****5678")),
     ],
-    ids=["mobile", "mobile-plus86", "mobile-full-width", "id", "card", "email", "plate"],
+    ids=[
+        *("mobile", "mobile-plus86", "mobile-full-width", "id", "card", "email", "plate"),
+        *("mobile-zero-width-inside", "mobile-after-zero-width"),
+    ],
 )
 def test_exact_findings(text: str, expected: Finding) -> None:
     """Offsets index the original text and excerpts follow the documented masking rules."""
