@@ -45,6 +45,10 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
+    else:
+        # A lawful redaction DELETEs a body; without this SQLite only unlinks the
+        # record and the text stays readable in the freed page bytes of the file.
+        conn.execute("PRAGMA secure_delete=ON")
     return conn
 
 
