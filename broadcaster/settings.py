@@ -56,6 +56,7 @@ class Settings:
     department: str = "应急管理局"
     client_queue: int = 256
     retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    delivery_timeout: int = 20
     webhook_allow: tuple[str, ...] = ()
     sms_gateway: str | None = field(default=None, repr=False)
     sms_sender: str = "12379"
@@ -110,6 +111,8 @@ class Settings:
         if raw := get("RETRY_SCHEDULE"):
             parts = [p.strip() for p in raw.split(",")]
             values["retry_schedule"] = tuple(_int("RETRY_SCHEDULE", p, 0, 7 * 86400) for p in parts)
+        if (raw := get("DELIVERY_TIMEOUT")) is not None:
+            values["delivery_timeout"] = _int("DELIVERY_TIMEOUT", raw, 1, 30)
         if raw := get("WEBHOOK_ALLOW"):
             values["webhook_allow"] = tuple(p.strip() for p in raw.split(",") if p.strip())
         if raw := get("SMS_GATEWAY"):
