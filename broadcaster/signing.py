@@ -42,7 +42,16 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode unpadded base64url, refusing any other spelling of the same bytes.
+
+    Python's decoder ignores the unused low bits of the last character and
+    drops characters outside the alphabet, so several texts decode to one
+    signature; a verifier must notice when a published text was changed.
+    """
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return data
 
 
 def key_id_of(public_raw: bytes) -> str:
@@ -65,7 +74,7 @@ class Signer:
         """Load the configured key, else the data directory's, else create one there."""
         if configured:
             try:
-                raw = unb64url(configured)
+                raw = unb64url(configured.strip().rstrip("="))
                 return cls(Ed25519PrivateKey.from_private_bytes(raw))
             except ValueError:
                 raise ConfigError(
@@ -113,13 +122,16 @@ def verify_checkpoint(checkpoint: dict[str, Any], keys: dict[str, Any]) -> str |
         body = {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
     except (KeyError, TypeError, ValueError) as exc:
         return f"checkpoint is malformed ({exc})"
-    by_id = {k.get("key_id"): k for k in keys.get("keys", []) if isinstance(k, dict)}
+    listed = keys.get("keys") if isinstance(keys, dict) else None
+    if not isinstance(listed, list):
+        return "the keys document has no 'keys' list"
+    by_id = {k.get("key_id"): k for k in listed if isinstance(k, dict)}
     key = by_id.get(key_id)
     if key is None:
         return f"checkpoint key {key_id!r} is not among the published keys"
     try:
         raw = unb64url(key["public_key"])
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return f"public key {key_id!r} is malformed"
     if key_id_of(raw) != key_id:
         return f"public key does not match its key_id {key_id!r}"

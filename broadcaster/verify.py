@@ -10,12 +10,17 @@ timeline extends it: same hash at the saved seq.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import chain
 from .signing import verify_checkpoint
+
+#: The only spelling of a salt: ``bytes.fromhex`` also takes upper case, so
+#: without this a changed salt text could still hash to the same value.
+SALT = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -55,7 +60,9 @@ def check_entry(entry: dict[str, Any], expected_prev: str, report: Report) -> No
             actual = chain.content_hash(salt, body)  # type: ignore[arg-type]
         except (TypeError, ValueError, AttributeError):
             actual = None
-        if actual != entry.get("content_hash"):
+        if not isinstance(salt, str) or not SALT.fullmatch(salt):
+            report.fail(seq, f"salt {salt!r} is not 32 lowercase hex digits")
+        elif actual != entry.get("content_hash"):
             report.fail(seq, f"content_hash does not match body and salt (computed {actual})")
     try:
         computed = chain.entry_hash(record)
@@ -79,6 +86,9 @@ def check_timeline(
     hashes: dict[int, str] = {}
     announced: set[int] = set()
     for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            report.fail(index, "entry is not a JSON object")
+            break
         seq = entry.get("seq")
         if seq != index:
             report.fail(index, f"expected seq {index}, found {seq!r} (gap, reorder or deletion)")
@@ -86,13 +96,15 @@ def check_timeline(
         if entry.get("incident") != incident_id:
             report.fail(seq, f"entry belongs to {entry.get('incident')!r}")
         check_entry(entry, expected_prev, report)
-        if entry.get("kind") == "redaction" and isinstance(entry.get("redacts"), int):
-            announced.add(entry["redacts"])
+        redacts = entry.get("redacts")
+        # Only an earlier entry can be redacted: a redaction cannot announce its future.
+        if entry.get("kind") == "redaction" and isinstance(redacts, int) and redacts < index:
+            announced.add(redacts)
         hashes[index] = str(entry.get("hash"))
         expected_prev = str(entry.get("hash"))
-    for entry in entries:
-        if entry.get("redacted") and entry.get("seq") not in announced:
-            report.fail(entry.get("seq"), "body withheld without a redaction entry announcing it")
+    for index, entry in enumerate(entries, start=1):
+        if isinstance(entry, dict) and entry.get("redacted") and index not in announced:
+            report.fail(index, "body withheld without a redaction entry announcing it")
     head_seq = len(entries)
     if checkpoint is None:
         if head_seq:
