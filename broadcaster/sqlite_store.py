@@ -20,13 +20,14 @@ from typing import Any
 from . import chain
 from .clock import format_ts, now, parse_ts
 from .db import Database
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, Unavailable
 from .model import Actor, Entry, NewEntry
 from .schema import CORE_SCHEMA
 from .signing import Signer
 from .timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_RECORD_KEYS = frozenset(chain.HASHED_FIELDS)
 
 
 def audit_row(
@@ -261,14 +262,7 @@ class SQLiteStore:
         return await self.db.read(job)
 
     async def checkpoint(self, incident_id: str) -> dict[str, Any] | None:
-        def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(
-                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq DESC LIMIT 1",
-                (incident_id,),
-            ).fetchone()
-            return json.loads(row[0]) if row else None
-
-        return await self.db.read(job)
+        return await self.db.read(lambda c: read_checkpoint(c, incident_id))
 
     async def checkpoints(self, incident_id: str) -> list[dict[str, Any]]:
         def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -295,8 +289,33 @@ def read_entries(
     return [entry_from_row(row) for row in rows]
 
 
+def read_checkpoint(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any] | None:
+    """Return the latest signed checkpoint; a damaged one is refused, never served."""
+    row = conn.execute(
+        "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq DESC LIMIT 1",
+        (incident_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        checkpoint = json.loads(row[0])
+    except ValueError:
+        checkpoint = None
+    if not isinstance(checkpoint, dict):
+        raise Unavailable("the stored checkpoint is damaged", code="timeline_damaged")
+    return checkpoint
+
+
 def entry_from_row(row: Mapping[str, Any]) -> Entry:
-    record = json.loads(row["record"])
+    """Return the entry of a joined row; a damaged stored record is refused, never served."""
+    try:
+        record = json.loads(row["record"])
+    except ValueError:
+        record = None
+    # A record edited on disk (a key renamed, a member dropped) must not be served
+    # "repaired": answering 503 makes every reader and ``verify`` notice.
+    if not isinstance(record, dict) or record.keys() != _RECORD_KEYS:
+        raise Unavailable("a stored timeline record is damaged", code="timeline_damaged")
     if row["body"] is not None and row["basis"] is None:
         return Entry(record, row["hash"], row["body"], row["salt"], row["html"])
     if row["basis"] is not None:
