@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import entries, incidents, ops
+from . import figures_api, questions, search
+from .api import entries, incidents, metrics_api, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import TOKENS, Tokens
 from .bus import Bus, MemoryBus
@@ -45,7 +46,7 @@ def create_app(
     app[PUBLISHER] = Publisher(store, bus)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_open_parts)
-    for module in (incidents, entries, ops):
+    for module in (incidents, entries, ops, figures_api, questions, metrics_api, search):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)

@@ -22,7 +22,7 @@ from .settings import Settings
 log = logging.getLogger("broadcaster")
 
 #: Modules that add subcommands; each has ``add_parser(subparsers)`` and sets ``func``.
-EXTRA_COMMANDS: tuple[str, ...] = ()
+EXTRA_COMMANDS: tuple[str, ...] = ("broadcaster.follow",)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

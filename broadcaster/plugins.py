@@ -5,4 +5,9 @@ datasette registers its own features through the same hooks as extensions.
 Each module exposes ``setup(app: web.Application) -> None``.
 """
 
-BUILTIN_CHANNELS: tuple[str, ...] = ("channels.feeds",)
+BUILTIN_CHANNELS: tuple[str, ...] = (
+    "channels.feeds",
+    "channels.hub",
+    "channels.websocket",
+    "channels.sse",
+)

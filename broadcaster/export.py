@@ -1,0 +1,176 @@
+"""Write an incident's whole record to one JSON file, and verify such a file offline.
+
+``broadcaster export ID [--data-dir DIR] [-o FILE]`` reads the local store
+(read-only, safe while the service runs) and writes the incident, every entry
+as served publicly (redacted ones without their text: an archive is a public
+record, and withheld text must not survive in it), every signed checkpoint
+and the public keys. ``broadcaster verify --file FILE`` checks it with no
+network: every hash, the chain from the genesis hash, every checkpoint's
+signature and position, and that the incident's head is the last entry.
+
+What the file cannot prove: the incident's descriptive fields (title,
+summary, area) are not chained, only its id is (through the genesis hash);
+and an archive signed by a key the reader does not already trust proves only
+that it is self-consistent, so compare ``key_id`` with the one the office
+publishes at ``/.well-known/broadcaster-keys.json``.
+
+Exit codes follow ``verify``: 0 intact, 1 tampered (it says where), 2 could
+not check (unreadable file, not an archive, unknown incident).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .clock import now_ts
+from .errors import BroadcasterError
+from .signing import Signer, verify_checkpoint
+from .sqlite_store import incident_dict, read_entries
+from .verify import Report, check_timeline
+
+FORMAT = "broadcaster-archive/1"
+
+
+class CannotExport(BroadcasterError):
+    """The store has no such incident, or no signing key to publish."""
+
+
+def build_archive(db_path: Path, incident_id: str, keys: dict[str, Any]) -> dict[str, Any]:
+    """Read one incident's record from the SQLite file at ``db_path`` (read-only)."""
+    if not db_path.exists():
+        raise CannotExport(f"no database at {db_path}")
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("BEGIN")  # one snapshot: entries and checkpoints agree
+        row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            raise CannotExport(f"no incident {incident_id!r} in {db_path}")
+        entries = [entry.to_dict() for entry in read_entries(conn, incident_id)]
+        checkpoints = [
+            json.loads(record)
+            for (record,) in conn.execute(
+                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq", (incident_id,)
+            )
+        ]
+        incident = incident_dict(row)
+    finally:
+        conn.close()
+    return {
+        "format": FORMAT,
+        "exported_at": now_ts(),
+        "incident": incident,
+        "entries": entries,
+        "checkpoints": checkpoints,
+        "keys": keys,
+    }
+
+
+def check_archive(data: Any) -> Report:
+    """Verify an archive; raise ``ValueError`` when it is not one at all."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} file")
+    incident, entries = data.get("incident"), data.get("entries")
+    checkpoints, keys = data.get("checkpoints"), data.get("keys")
+    if not (isinstance(incident, dict) and isinstance(incident.get("id"), str)):
+        raise ValueError("the archive has no incident id")
+    if not (isinstance(entries, list) and isinstance(checkpoints, list)):
+        raise ValueError("the archive has no entries or checkpoints list")
+    if not (isinstance(keys, dict) and all(isinstance(e, dict) for e in entries)):
+        raise ValueError("the archive has no keys document")
+    incident_id = incident["id"]
+    latest = checkpoints[-1] if checkpoints else None
+    report = check_timeline(incident_id, entries, latest, keys)
+    hashes = {e.get("seq"): e.get("hash") for e in entries}
+    for checkpoint in checkpoints[:-1]:
+        seq = checkpoint.get("seq") if isinstance(checkpoint, dict) else None
+        problem = verify_checkpoint(checkpoint, keys) if isinstance(checkpoint, dict) else None
+        if problem or checkpoint.get("incident") != incident_id:
+            report.fail(seq, f"checkpoint: {problem or 'for another incident'}")
+        elif hashes.get(seq) != checkpoint.get("hash"):
+            report.fail(seq, "a signed checkpoint does not match the timeline's hash there")
+    head = {"seq": len(entries), "hash": entries[-1].get("hash") if entries else None}
+    if entries and incident.get("head") != head:
+        report.fail(None, f"the incident's head {incident.get('head')} is not the last entry")
+    return report
+
+
+def verify_file(path: Path, saved_checkpoint: str | None = None) -> int:
+    """Verify the archive at ``path`` and print the outcome; return the exit code."""
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        report = check_archive(data)
+        if saved_checkpoint:
+            saved = json.loads(Path(saved_checkpoint).read_text("utf-8"))
+            entries = data["entries"]
+            latest = data["checkpoints"][-1] if data["checkpoints"] else None
+            extra = check_timeline(report.incident, entries, latest, data["keys"], saved)
+            for problem in extra.problems:
+                if problem not in report.problems:
+                    report.fail(extra.first_bad_seq, problem)
+    except (OSError, ValueError) as exc:
+        print(f"could not check: {exc}", file=sys.stderr)
+        return 2
+    if report.ok:
+        head = data["checkpoints"][-1] if data["checkpoints"] else {}
+        print(
+            f"intact: {report.entries} entries, head seq {head.get('seq', 0)} "
+            f"{head.get('hash', '')}, signed by key {head.get('key_id', '-')} (offline, {path})"
+        )
+        return 0
+    print(f"TAMPERED: first bad seq {report.first_bad_seq}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .cli import _settings
+
+    settings = _settings(args)
+    if not settings.signing_key and not (settings.data_dir / "signing.key").exists():
+        raise CannotExport(f"no signing key in {settings.data_dir}: is it the right data dir?")
+    keys = Signer.load(settings.data_dir, settings.signing_key).keys_document()
+    archive = build_archive(settings.data_dir / "broadcaster.db", args.incident, keys)
+    text = json.dumps(archive, ensure_ascii=False, indent=1) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output or f"{args.incident}.archive.json")
+    write_atomically(target, text)
+    print(f"wrote {target}: {len(archive['entries'])} entries, head seq "
+          f"{archive['incident']['head']['seq']}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    export = subparsers.add_parser(
+        "export", help="write an incident's entries, checkpoints and keys to one JSON file"
+    )
+    export.add_argument("incident", help="the incident id")
+    export.add_argument("--data-dir", dest="data_dir")
+    export.add_argument(
+        "-o", "--output", help="file to write (default ID.archive.json, - = stdout)"
+    )
+    export.set_defaults(func=cmd_export)

@@ -1,0 +1,278 @@
+"""Take the public's questions and publish the press office's answers on the timeline.
+
+Anyone may ask (no token): the text is length-checked, passes the same
+privacy review as entries (refused with 422 ``disclosure_review`` unless sent
+again with ``"mask": true``), and waits as ``pending``; it is never shown
+publicly before an editor answers it. Answering appends an ``answer`` entry
+quoting ``{"id", "text", "asked_at"}`` (chained, so the quote cannot be
+altered later) and marks the question answered in the same transaction; a
+dismissal needs a stated reason. Counts of each state and the median time to
+answer are public.
+
+Rate limiting is a token bucket per client address, in memory: it resets on
+restart and is per process (a multi-node deployment limits per node). Behind
+a reverse proxy every client has the proxy's address unless the proxy passes
+the real one to aiohttp, so the whole proxy would share one bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import sqlite3
+import statistics
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from .api.common import incident_or_404, json_response, remote_of
+from .appkeys import DB, PUBLISHER
+from .auth import optional_actor, require
+from .clock import now_ts, parse_ts
+from .errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from .fields import Field, check_object
+from .jsonbody import read_object
+from .model import Entry, NewEntry
+from .review import review_hooks, review_text
+from .sqlite_store import audit_row
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS questions (
+    id TEXT PRIMARY KEY,
+    incident TEXT NOT NULL REFERENCES incidents(id),
+    text TEXT NOT NULL,
+    asked_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    handled_at TEXT,
+    handled_by TEXT,
+    answer_seq INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS questions_by_incident ON questions (incident, status, asked_at);
+"""
+MIN_CHARS, MAX_CHARS = 4, 500
+MAX_PENDING = 1000
+STATUSES = ("pending", "answered", "dismissed")
+ASK_FIELDS = (Field("text", "text", required=True, max_len=MAX_CHARS), Field("mask", "bool"))
+ANSWER_FIELDS = (
+    Field("body", "text", required=True, nullable=False, max_len=20_000),
+    Field("sms", "bool", nullable=False),
+    Field("mask", "bool", nullable=False),
+    Field("acknowledge", "object"),
+)
+DISMISS_FIELDS = (Field("reason", "text", required=True, nullable=False, max_len=500),)
+
+
+class TokenBucket:
+    """Allow ``capacity`` requests per key at once, refilled at one per ``per_seconds``."""
+
+    def __init__(
+        self,
+        capacity: int = 5,
+        per_seconds: float = 120.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity, self.per_seconds, self.max_keys = capacity, per_seconds, max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Spend one token of ``key``; return 0, or the seconds to wait when none is left."""
+        moment = self.clock()
+        tokens, last = self._buckets.pop(key, (float(self.capacity), moment))
+        tokens = min(self.capacity, tokens + (moment - last) / self.per_seconds)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) * self.per_seconds
+        self._buckets[key] = (tokens - 1 if not wait else tokens, moment)
+        while len(self._buckets) > self.max_keys:  # forget the longest-idle clients first
+            self._buckets.popitem(last=False)
+        return wait
+
+
+QUESTION_LIMITER = web.AppKey("question_limiter", TokenBucket)
+
+
+def public_question(row: sqlite3.Row, *, full: bool) -> dict[str, Any]:
+    """Return a question as served; ``full`` adds what only editors see."""
+    data = {
+        "id": row["id"],
+        "incident": row["incident"],
+        "text": row["text"],
+        "asked_at": row["asked_at"],
+        "status": row["status"],
+        "answered_at": row["handled_at"] if row["status"] == "answered" else None,
+        "answer_seq": row["answer_seq"],
+    }
+    if full:
+        data["handled_at"] = row["handled_at"]
+        data["handled_by"] = json.loads(row["handled_by"]) if row["handled_by"] else None
+        data["reason"] = row["reason"]
+    return data
+
+
+def question_stats(conn: sqlite3.Connection, incident: str) -> dict[str, Any]:
+    """Return public counts per status and the median answer time in seconds."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, count in conn.execute(
+        "SELECT status, COUNT(*) FROM questions WHERE incident = ? GROUP BY status", (incident,)
+    ):
+        counts[status] = count
+    waits = [
+        (parse_ts(done) - parse_ts(asked)).total_seconds()
+        for asked, done in conn.execute(
+            "SELECT asked_at, handled_at FROM questions WHERE incident = ? AND status = 'answered'",
+            (incident,),
+        )
+    ]
+    median = round(statistics.median(waits), 3) if waits else None
+    return {**counts, "median_answer_seconds": median}
+
+
+async def ask(request: web.Request) -> web.Response:
+    wait = request.app[QUESTION_LIMITER].take(remote_of(request) or "unknown")
+    if wait:
+        error = TooManyRequests("too many questions from this address; try later")
+        error.headers["Retry-After"] = str(math.ceil(wait))
+        raise error
+    incident = await incident_or_404(request)
+    fields = check_object(await read_object(request), ASK_FIELDS)
+    if len(fields["text"].strip()) < MIN_CHARS:
+        raise Unprocessable(
+            f"a question needs at least {MIN_CHARS} characters", code="too_short", field="text"
+        )
+    text = review_text(fields["text"], mask=bool(fields.get("mask")))
+    if incident["status"] != "active":
+        raise Conflict(
+            "this incident is over; it takes no more questions", code="incident_resolved"
+        )
+    question_id = "q" + secrets.token_hex(8)
+
+    def job(conn: sqlite3.Connection) -> None:
+        (pending,) = conn.execute(
+            "SELECT COUNT(*) FROM questions WHERE incident = ? AND status = 'pending'",
+            (incident["id"],),
+        ).fetchone()
+        if pending >= MAX_PENDING:
+            raise TooManyRequests(
+                "too many questions wait for an answer; try later", code="too_many_pending"
+            )
+        conn.execute(
+            "INSERT INTO questions (id, incident, text, asked_at) VALUES (?, ?, ?, ?)",
+            (question_id, incident["id"], text, now_ts()),
+        )
+
+    await request.app[DB].write(job)
+    return json_response({"id": question_id, "status": "pending"}, status=202)
+
+
+async def list_questions(request: web.Request) -> web.Response:
+    incident = await incident_or_404(request)
+    full = (await optional_actor(request)) is not None
+    wanted = request.query.get("status") or ("answered" if not full else None)
+    if wanted not in (None, *STATUSES) or (not full and wanted != "answered"):
+        raise Unprocessable(
+            "'status' must be answered (or, for editors, pending or dismissed)",
+            code="invalid_query",
+            field="status",
+        )
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        sql, args = "SELECT * FROM questions WHERE incident = ?", [incident["id"]]
+        if wanted:
+            sql, args = sql + " AND status = ?", [*args, wanted]
+        rows = conn.execute(sql + " ORDER BY asked_at DESC LIMIT 1000", args).fetchall()
+        return {
+            "questions": [public_question(row, full=full) for row in rows],
+            "counts": question_stats(conn, incident["id"]),
+        }
+
+    return json_response(await request.app[DB].read(job))
+
+
+def _pending(conn: sqlite3.Connection, incident: str, question_id: str) -> sqlite3.Row:
+    row = conn.execute(
+        "SELECT * FROM questions WHERE id = ? AND incident = ?", (question_id, incident)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no question {question_id!r} here", code="question_not_found")
+    if row["status"] != "pending":
+        raise Conflict(f"the question is already {row['status']}", code="question_not_pending")
+    return row
+
+
+async def answer(request: web.Request) -> web.Response:
+    actor = await require(request, "editor")
+    incident = await incident_or_404(request)
+    fields = check_object(await read_object(request), ANSWER_FIELDS)
+    qid = request.match_info["qid"]
+    row = await request.app[DB].read(lambda c: _pending(c, incident["id"], qid))
+    options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
+    quoted = {"id": row["id"], "text": row["text"], "asked_at": row["asked_at"]}
+    new = NewEntry(kind="answer", question=quoted, **fields)
+    publisher = request.app[PUBLISHER]
+    new = publisher.review(new, options, actor)
+
+    def still_pending(conn: sqlite3.Connection, _incident: Any, _new: NewEntry) -> None:
+        _pending(conn, incident["id"], qid)  # another editor may have been quicker
+
+    def mark_answered(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
+        conn.execute(
+            "UPDATE questions SET status = 'answered', handled_at = ?, handled_by = ?,"
+            " answer_seq = ? WHERE id = ?",
+            (entry.record["posted_at"], json.dumps(actor.public(), ensure_ascii=False),
+             entry.seq, qid),
+        )  # fmt: skip
+
+    entry, _ = await publisher.append(
+        incident["id"],
+        new,
+        actor,
+        remote=remote_of(request),
+        checks=(still_pending,),
+        hooks=(mark_answered, *review_hooks(options, actor, remote_of(request))),
+    )
+    return web.Response(
+        text=entry.to_json(),
+        status=201,
+        content_type="application/json",
+        headers={"Location": f"/api/incidents/{incident['id']}/entries/{entry.seq}"},
+    )
+
+
+async def dismiss(request: web.Request) -> web.Response:
+    actor = await require(request, "editor")
+    incident = await incident_or_404(request)
+    fields = check_object(await read_object(request), DISMISS_FIELDS)
+    if not fields["reason"].strip():
+        raise Unprocessable("say why in 'reason'", code="reason_required", field="reason")
+    qid = request.match_info["qid"]
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        _pending(conn, incident["id"], qid)
+        conn.execute(
+            "UPDATE questions SET status = 'dismissed', handled_at = ?, handled_by = ?,"
+            " reason = ? WHERE id = ?",
+            (now_ts(), json.dumps(actor.public(), ensure_ascii=False), fields["reason"], qid),
+        )
+        audit_row(
+            conn, actor, "question.dismiss", f"{incident['id']}?{qid}",
+            {"reason": fields["reason"]}, remote_of(request),
+        )  # fmt: skip
+        row = conn.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
+        return public_question(row, full=True)
+
+    return json_response(await request.app[DB].write(job))
+
+
+def setup(app: web.Application) -> None:
+    app[DB].add_schema(SCHEMA)
+    app[QUESTION_LIMITER] = TokenBucket()
+    base = "/api/incidents/{incident}/questions"
+    app.router.add_post(base, ask)
+    app.router.add_get(base, list_questions)
+    app.router.add_post(base + "/{qid}/answer", answer)
+    app.router.add_post(base + "/{qid}/dismiss", dismiss)
