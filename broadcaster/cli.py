@@ -22,7 +22,7 @@ from .settings import Settings
 log = logging.getLogger("broadcaster")
 
 #: Modules that add subcommands; each has ``add_parser(subparsers)`` and sets ``func``.
-EXTRA_COMMANDS: tuple[str, ...] = ("broadcaster.follow",)
+EXTRA_COMMANDS: tuple[str, ...] = ("broadcaster.follow", "broadcaster.export")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -93,6 +93,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .fetch import CouldNotCheck, fetch_timeline
     from .verify import check_timeline
 
+    if args.file:  # an archive from `broadcaster export`, checked with no network
+        from .export import verify_file
+
+        return verify_file(Path(args.file), args.checkpoint)
+    if not (args.base_url and args.incident):
+        print("could not check: give BASE_URL and INCIDENT_ID, or --file FILE", file=sys.stderr)
+        return 2
     saved = None
     try:
         if args.checkpoint:
@@ -136,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_token_create)
 
     verify = sub.add_parser("verify", help="check a published timeline end to end")
-    verify.add_argument("base_url")
-    verify.add_argument("incident")
+    verify.add_argument("base_url", nargs="?")
+    verify.add_argument("incident", nargs="?")
+    verify.add_argument("--file", help="verify an archive written by 'broadcaster export', offline")
     verify.add_argument("--checkpoint", help="a checkpoint JSON saved earlier")
     verify.set_defaults(func=cmd_verify)
     for name in EXTRA_COMMANDS:

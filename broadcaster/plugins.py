@@ -7,7 +7,12 @@ Each module exposes ``setup(app: web.Application) -> None``.
 
 BUILTIN_CHANNELS: tuple[str, ...] = (
     "channels.feeds",
+    "channels.pages",
     "channels.hub",
     "channels.websocket",
     "channels.sse",
+    "channels.webhook_api",
+    "channels.worker",
+    "channels.cap",
+    "channels.search_page",
 )
