@@ -1,0 +1,83 @@
+"""The ``broadcaster`` command line: first start, tokens, configuration errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+from conftest import TIMEOUT
+from serve_process import ROOT, ServeProcess, cli
+
+
+async def status_of(method: str, url: str, token: str, json: object = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, json=json) as response,
+    ):
+        return response.status
+
+
+async def test_first_start_prints_one_working_admin_token(tmp_path: Path) -> None:
+    """A brand-new data directory gets one admin token, printed once, and a private key file."""
+    data = tmp_path / "data"
+    first = await asyncio.to_thread(ServeProcess(data).start, TIMEOUT * 3)
+    try:
+        (token,) = first.tokens()
+        assert await status_of("GET", first.base + "/metrics", token) == 200
+        assert stat.S_IMODE((data / "signing.key").stat().st_mode) == 0o600
+    finally:
+        first.stop()
+    second = await asyncio.to_thread(ServeProcess(data).start, TIMEOUT * 3)
+    try:
+        assert second.tokens() == []
+        assert await status_of("GET", second.base + "/metrics", token) == 200
+    finally:
+        second.stop()
+
+
+async def test_token_create_prints_a_token_that_works(tmp_path: Path) -> None:
+    """``token create`` prints one token line; it authenticates with the role it was given."""
+    data = tmp_path / "data"
+    result = await asyncio.to_thread(
+        cli, "token", "create", "--name", "张三", "--department", "宣传科", "--role", "editor",
+        "--data-dir", str(data),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (token,) = result.stdout.split()
+    assert token.startswith("bct_")
+    server = await asyncio.to_thread(ServeProcess(data).start, TIMEOUT * 3)
+    try:
+        assert server.tokens() == [], "the directory already had a token: no admin token"
+        body = {"title": "崂山区山洪", "severity": "severe"}
+        assert await status_of("POST", server.base + "/api/incidents", token, json=body) == 201
+        assert await status_of("GET", server.base + "/metrics", token) == 403
+    finally:
+        server.stop()
+
+
+async def test_token_create_refuses_an_unknown_role(tmp_path: Path) -> None:
+    """An unknown role is refused by the command line and nothing is printed as a token."""
+    result = await asyncio.to_thread(
+        cli, "token", "create", "--name", "x", "--department", "y", "--role", "root",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "bct_" not in result.stdout and "role" in result.stderr
+
+
+async def test_a_bad_setting_stops_serve_naming_the_variable(tmp_path: Path) -> None:
+    """A bad BROADCASTER_* value stops ``serve`` at start with one line naming the variable."""
+    env = {**os.environ, "BROADCASTER_DATA_DIR": str(tmp_path), "BROADCASTER_PORT": "eighty"}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "broadcaster.cli", "serve"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT * 3,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "BROADCASTER_PORT" in result.stderr and "Traceback" not in result.stderr
