@@ -146,6 +146,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     "filing": ("备案信息", "Registration"),
     "live_page": ("实时页面", "Live page"),
     "console": ("新闻发布控制台", "Press office console"),
+    "read_more": ("展开全文", "Read more"),
+    "reconnecting": (
+        "连接中断，正在重连（内容截至 {time}）",
+        "Connection lost, reconnecting (content as of {time})",
+    ),
+    "copied": ("已复制链接", "Link copied"),
+    "verify_checking": ("正在核验…", "Checking…"),
+    "verify_ok": ("完整：{n} 条，签名有效", "Intact: {n} entries, signature valid"),
+    "verify_bad": ("发现篡改：第 {seq} 条 {what}", "Tampering found: entry {seq}: {what}"),
+    "verify_sig": ("发现篡改：签名无效", "Tampering found: the signature is not valid"),
+    "verify_error": ("无法核验：{why}", "Could not check: {why}"),
     "noscript": (
         "实时更新需要启用 JavaScript；本页内容已是最新，可点击“刷新”获取新动态。",
         "Live updates need JavaScript; this page is complete, use “Refresh” for news.",

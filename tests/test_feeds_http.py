@@ -144,7 +144,7 @@ async def test_unknown_incident_is_404(client: TestClient) -> None:
 async def test_redacted_entry_is_a_tombstone(client: TestClient, editor: dict) -> None:
     """A redacted entry (rows as the redaction module writes them) is an Atom tombstone."""
     incident = await create_incident(client, editor)
-    entry = await post_entry(client, editor, incident["id"], body="联系人张某某 13800138000")
+    entry = await post_entry(client, editor, incident["id"], body="联系人张某某，住址南窑村五号")
     await post_entry(client, editor, incident["id"], body="后续")
     db = client.app[DB]
 
@@ -160,5 +160,5 @@ async def test_redacted_entry_is_a_tombstone(client: TestClient, editor: dict) -
     # A real redaction appends its own entry, which moves the head: so does this one.
     await post_entry(client, editor, incident["id"], body="再后续")
     text = await (await client.get(f"/incidents/{incident['id']}/feed.atom")).text()
-    assert "13800138000" not in text
+    assert "南窑村五号" not in text
     assert "deleted-entry" in text and 'when="2026-11-26T07:00:00.000Z"' in text

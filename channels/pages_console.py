@@ -1,0 +1,61 @@
+"""Serve the press office console and the markdown preview it uses.
+
+The console page is a static shell (no data, no token): ``console.js`` signs
+in with a bearer token kept in ``sessionStorage`` (gone when the tab closes,
+never in ``localStorage``, never in a cookie, so there is no CSRF surface) and
+talks to the JSON API. Without JavaScript it says so: posting needs a token.
+
+``POST /api/preview`` renders with the exact function publication uses
+(``normalize_text`` then ``markdown.render``), so what the editor previews is
+byte for byte what the public will see. It needs the editor role so it is not
+an anonymous rendering service.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcaster.api.common import json_response
+from broadcaster.auth import require
+from broadcaster.fields import Field, check_object
+from broadcaster.figures import CUMULATIVE, VOCABULARY
+from broadcaster.jsonbody import read_object
+from broadcaster.markdown import render
+from broadcaster.timeline import normalize_text
+
+from . import i18n
+from .pages import context, render_page
+from .pages_static import ASSETS
+
+PREVIEW_FIELDS = (Field("body", "text", required=True, nullable=False, max_len=20_000),)
+
+
+async def preview(request: web.Request) -> web.Response:
+    await require(request, "editor")
+    fields = check_object(await read_object(request), PREVIEW_FIELDS)
+    return json_response({"html": render(normalize_text(fields["body"]))})
+
+
+async def console(request: web.Request) -> web.Response:
+    ctx = context(request)
+    figures = [
+        {"key": key, "label": i18n.figure_label(key, ctx.lang), "cumulative": key in CUMULATIVE}
+        for key in VOCABULARY
+    ]
+    severities = [(s, i18n.severity_label(s, ctx.lang)) for s in i18n.SEVERITY_LEVEL]
+    response = render_page(
+        request,
+        "console.html",
+        ctx,
+        figures=figures,
+        severities=severities,
+        L=lambda zh, en: en if ctx.lang == "en" else zh,
+        console_js=request.app[ASSETS].url("console.js"),
+    )
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/console", console)
+    app.router.add_post("/api/preview", preview)
