@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import figures_api, questions, search
+from . import audit_api, drafts, figures_api, questions, redaction, review, search
 from .api import entries, incidents, metrics_api, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import TOKENS, Tokens
@@ -46,7 +46,8 @@ def create_app(
     app[PUBLISHER] = Publisher(store, bus)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_open_parts)
-    for module in (incidents, entries, ops, figures_api, questions, metrics_api, search):
+    core = (incidents, entries, ops, figures_api, questions, metrics_api, search)
+    for module in (*core, review, redaction, drafts, audit_api):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)

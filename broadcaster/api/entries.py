@@ -12,12 +12,14 @@ from aiohttp import web
 from ..appkeys import PUBLISHER, SIGNER, STORE
 from ..auth import require
 from ..chain import canonical_json
+from ..drafts import Remember, approval_required, hold
 from ..errors import Conflict, NotFound, Unprocessable
 from ..fields import Field, check_object
 from ..figures import check_figures
 from ..jsonbody import read_object
-from ..model import Actor, Entry, NewEntry
-from ..timeline import Head
+from ..model import Actor, NewEntry
+from ..review import outcome_of, review_hooks
+from ..timeline import AppendCheck, Head
 from .common import incident_or_404, json_response, query_int, remote_of, seq_param
 
 ENTRY_FIELDS = (
@@ -49,8 +51,8 @@ def new_entry_from(fields: dict[str, Any]) -> tuple[NewEntry, dict[str, Any]]:
     return NewEntry(**fields), options
 
 
-def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[Any, Any]:
-    """Return a check and a hook that make a keyed POST happen at most once."""
+def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[AppendCheck, Remember]:
+    """Return a check and a recorder of the answer that make a keyed POST happen at most once."""
     fingerprint = hashlib.sha256(canonical_json(payload)).hexdigest()
 
     def check(conn: sqlite3.Connection, incident: Any, new: NewEntry) -> None:
@@ -67,14 +69,14 @@ def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[Any, A
             )
         raise Replayed(row["status"], row["body"])
 
-    def hook(conn: sqlite3.Connection, incident: Any, entry: Entry) -> None:
+    def remember(conn: sqlite3.Connection, status: int, body: str, at: str) -> None:
         conn.execute(
             "INSERT INTO idempotency (token_id, key, fingerprint, status, body, created_at)"
-            " VALUES (?, ?, ?, 201, ?, ?)",
-            (actor.token_id or 0, key, fingerprint, entry.to_json(), entry.record["posted_at"]),
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (actor.token_id or 0, key, fingerprint, status, body, at),
         )
 
-    return check, hook
+    return check, remember
 
 
 async def post_entry(request: web.Request) -> web.Response:
@@ -88,7 +90,8 @@ async def post_entry(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
     new = publisher.review(new, options, actor)
     checks: tuple[Any, ...] = ()
-    hooks: tuple[Any, ...] = ()
+    hooks: tuple[Any, ...] = review_hooks(options, actor, remote_of(request))
+    remember: Remember | None = None
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         if not 1 <= len(key) <= 200 or not key.isprintable():
@@ -97,9 +100,22 @@ async def post_entry(request: web.Request) -> web.Response:
                 code="invalid_idempotency_key",
                 field="Idempotency-Key",
             )
-        check, hook = idempotency(actor, key, {"incident": incident_id, **payload})
-        checks, hooks = (check,), (hook,)
+        check, keep = idempotency(actor, key, {"incident": incident_id, **payload})
+        checks, remember = (check,), keep
+        hooks = (*hooks, lambda c, _, e: keep(c, 201, e.to_json(), e.record["posted_at"]))
     try:
+        if await approval_required(request.app, incident_id):  # two-person review
+            held = await hold(
+                request.app,
+                incident_id,
+                new,
+                actor,
+                outcome=outcome_of(options),
+                remote=remote_of(request),
+                checks=checks,
+                remember=remember,
+            )
+            return json_response(held, status=202, headers={"Location": held["url"]})
         entry, _ = await publisher.append(
             incident_id, new, actor, remote=remote_of(request), checks=checks, hooks=hooks
         )
