@@ -52,7 +52,7 @@ REDACT_FIELDS = (
     Field("basis", "line", required=True, nullable=False, max_len=200),
     Field("reason", "text", required=True, nullable=False, max_len=2000),
 )
-CHECKPOINT_ATTEMPTS = 5
+CHECKPOINT_ATTEMPTS = 3
 
 
 def redaction_body(seq: int, basis: str, reason: str, lang: str) -> str:
@@ -72,7 +72,7 @@ def _text(fields: dict[str, Any], name: str) -> str:
 
 def truncate_wal(path: Path) -> bool:
     """Checkpoint the WAL into the database and truncate it; True when it completed."""
-    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=2, isolation_level=None)
     try:
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return busy == 0
