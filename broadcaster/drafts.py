@@ -92,8 +92,8 @@ def same_person(actor: Actor, row: Mapping[str, Any]) -> bool:
     return (actor.name, actor.department) == (row["author_name"], row["author_department"])
 
 
-def draft_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a draft as the API serves it."""
+def draft_dict(row: Mapping[str, Any], viewer: Actor) -> dict[str, Any]:
+    """Return a draft as the API serves it to ``viewer`` (``mine``: they wrote it)."""
     entry = json.loads(row["entry"])
     review = json.loads(row["review"])
     seq = row["seq"]
@@ -113,6 +113,7 @@ def draft_dict(row: Mapping[str, Any]) -> dict[str, Any]:
             {"seq": seq, "url": f"/incidents/{row['incident']}/entries/{seq}"} if seq else None
         ),
         "redacted": bool(row["redacted"]),
+        "mine": same_person(viewer, row),
     }
 
 
@@ -231,9 +232,10 @@ async def list_drafts(request: web.Request) -> web.Response:
             f"SELECT * FROM drafts WHERE {' AND '.join(where)} ORDER BY n {order} LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [draft_dict(row) for row in rows]
+        return [draft_dict(row, actor) for row in rows]
 
-    return json_response({"drafts": await request.app[DB].read(job)})
+    viewer = {**actor.public(), "role": actor.role}
+    return json_response({"drafts": await request.app[DB].read(job), "viewer": viewer})
 
 
 async def get_draft(request: web.Request) -> web.Response:
@@ -242,7 +244,7 @@ async def get_draft(request: web.Request) -> web.Response:
     row = await request.app[DB].read(lambda conn: _draft_row(conn, draft_id))
     if not actor.can("reviewer") and not same_person(actor, row):
         raise NotFound(f"no draft {draft_id!r}", code="draft_not_found")
-    return json_response(draft_dict(row))
+    return json_response(draft_dict(row, actor))
 
 
 async def _no_fields(request: web.Request) -> None:
@@ -313,7 +315,7 @@ async def reject(request: web.Request) -> web.Response:
         )
         target = draft_target(row["incident"], draft_id)
         audit_row(conn, actor, "draft.reject", target, {"reason": reason}, remote)
-        return draft_dict(_draft_row(conn, draft_id))
+        return draft_dict(_draft_row(conn, draft_id), actor)
 
     return json_response(await request.app[DB].write(job))
 

@@ -210,8 +210,11 @@ async def test_editors_see_only_their_own_drafts(
     listed = await (await client.get("/api/drafts", headers=editor)).json()
     assert [d["id"] for d in listed["drafts"]] == [mine["draft_id"]]
     assert (await draft(client, editor, theirs["draft_id"])).status == 404
+    assert listed["viewer"] == {"name": "值班编辑", "department": "应急管理局", "role": "editor"}
+    assert listed["drafts"][0]["mine"] is True
     queue = await (await client.get("/api/drafts", headers=reviewer)).json()
     assert [d["id"] for d in queue["drafts"]] == [mine["draft_id"], theirs["draft_id"]]
+    assert [d["mine"] for d in queue["drafts"]] == [False, False]
     assert (await client.get("/api/drafts")).status == 401
 
 
