@@ -51,6 +51,7 @@ async def console(request: web.Request) -> web.Response:
         severities=severities,
         L=lambda zh, en: en if ctx.lang == "en" else zh,
         console_js=request.app[ASSETS].url("console.js"),
+        drafts_js=request.app[ASSETS].url("console-drafts.js"),
     )
     response.headers["X-Robots-Tag"] = "noindex"
     return response
