@@ -41,7 +41,7 @@
   function errors(list) { // [{field, message}] -> error summary + per-field messages
     var box = $("errors"), ul = box.querySelector("ul");
     ul.textContent = "";
-    document.querySelectorAll(".field .err").forEach(function (n) { n.remove(); });
+    document.querySelectorAll(".field-err").forEach(function (n) { n.remove(); });
     document.querySelectorAll(".has-err").forEach(function (n) { n.classList.remove("has-err"); });
     box.hidden = !list.length;
     list.forEach(function (e) {
@@ -51,7 +51,7 @@
         a.href = "#" + target.id;
         li.append(a);
         var wrap = target.closest(".field");
-        if (wrap) { wrap.classList.add("has-err"); var m = el("p", e.message); m.className = "err"; wrap.insertBefore(m, wrap.querySelector("input,textarea,select,div")); }
+        if (wrap) { wrap.classList.add("has-err"); var m = el("p", e.message); m.className = "err field-err"; wrap.insertBefore(m, wrap.querySelector("input,textarea,select,div")); }
       } else li.textContent = e.message;
       ul.append(li);
     });
@@ -251,5 +251,6 @@
     }).then(function () { b.disabled = false; });
   });
   syncKind();
+  $("signin").hidden = false; // shown only once this script can handle it: no token in a URL
   signedIn(!!token);
 })();

@@ -202,10 +202,16 @@
     if (paused || asleep || ws || es) return;
     var path = "/incidents/" + encodeURIComponent(C.id);
     if (useSse) {
+      var up = false;
       es = new EventSource("/api" + path + "/events?after=" + last);
       es.addEventListener("entry", function (ev) { got(JSON.parse(ev.data)); });
-      es.onopen = connected;
-      es.onerror = function () { es.close(); es = null; lost(); };
+      es.onopen = function () { up = true; connected(); };
+      es.onerror = function () {
+        es.close();
+        es = null;
+        if (!up && "WebSocket" in window) { useSse = false; wsFails = 0; } // both down: alternate
+        lost();
+      };
       return;
     }
     var opened = false;
