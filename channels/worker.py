@@ -1,0 +1,228 @@
+"""Deliver what the outbox holds: claim due rows, send them concurrently, record each outcome.
+
+One ``Worker`` per process runs in a ``cleanup_ctx`` of ``broadcaster serve``
+(unless ``BROADCASTER_WORKER=0``) or alone in ``broadcaster worker``; several
+may share one database, since claims are leases written in SQLite's single
+write transaction. Each channel's sender has its own concurrency bound, and a
+per-target bound, so a flood of SMS never takes the webhooks' slots and one
+slow endpoint cannot stall the others.
+
+Latency: in the process that appends, the outbox hook wakes the worker as the
+entry commits (the claim that follows queues behind that commit). A worker in
+another process polls every ``POLL`` seconds. A lease lasts 1.5 times the
+per-attempt timeout plus 2 s, so a SIGKILLed worker's rows are sent again
+that long after it died. On a graceful stop, attempts still running after
+``GRACE`` seconds are cancelled and rescheduled like failed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from functools import partial
+
+from aiohttp import web
+
+from broadcaster.appkeys import DB, METRICS, SETTINGS
+from broadcaster.db import Database
+from broadcaster.metrics import Metrics
+
+from .outbox import (
+    OUTBOX,
+    Delivery,
+    Outbox,
+    Result,
+    claim,
+    depth,
+    finish,
+    next_due,
+    outbox_of,
+)
+
+log = logging.getLogger(__name__)
+POLL = 0.5
+GRACE = 5.0
+DEPTH_EVERY = 5.0
+
+
+class Worker:
+    """Run the delivery loop for every sender registered in ``outbox``."""
+
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        metrics: Metrics,
+        *,
+        schedule: tuple[int, ...],
+        timeout: float,
+        poll: float = POLL,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.metrics = metrics
+        self.schedule = schedule
+        self.lease = timeout * 1.5 + 2
+        self.poll = poll
+        self.inflight: Counter[str] = Counter()
+        self.busy: Counter[tuple[str, int]] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._depth_at = 0.0
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.outbox.set_waker(lambda: loop.call_soon_threadsafe(self._wake.set))
+        self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def stop(self) -> None:
+        """Stop claiming, give running attempts ``GRACE`` seconds, cancel the rest, close."""
+        self.outbox.set_waker(None)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for sender in self.outbox.senders.values():
+            try:
+                await sender.close()
+            except Exception:
+                log.exception("closing the %s sender failed", sender.channel)
+
+    async def _run(self) -> None:
+        woken = True  # claim at once on start: rows may be due from before a restart
+        while True:
+            self._wake.clear()
+            due = None
+            claimed: list[Delivery] = []
+            try:
+                if not woken:  # a timed poll: a cheap read first, a claim only when due
+                    due = await self.db.read(next_due)
+                if woken or (due is not None and due <= time.time()):
+                    claimed = await self._claim()
+                await self._update_depth()
+            except Exception:  # the store is unavailable: try again on the next poll
+                log.exception("claiming deliveries failed")
+            if claimed:
+                woken = True  # a full batch may have left more behind
+                continue
+            wait = self.poll
+            if due is not None and due > time.time():
+                wait = min(wait, due - time.time())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
+                woken = True
+            except TimeoutError:
+                woken = False
+
+    def _free(self) -> dict[str, int]:
+        return {
+            channel: sender.concurrency - self.inflight[channel]
+            for channel, sender in self.outbox.senders.items()
+        }
+
+    async def _claim(self) -> list[Delivery]:
+        free = self._free()
+        if not any(slots > 0 for slots in free.values()):
+            return []
+        per_target = {c: s.per_target for c, s in self.outbox.senders.items()}
+        claimed = await self.db.write(
+            partial(claim, free=free, per_target=per_target, busy=self.busy, lease=self.lease)
+        )
+        for delivery in claimed:
+            self.inflight[delivery.channel] += 1
+            self.busy[(delivery.channel, delivery.target)] += 1
+            task = asyncio.create_task(self._deliver(delivery), name=delivery.message_id)
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._done, delivery))
+        return claimed
+
+    def _done(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.inflight[delivery.channel] -= 1
+        key = (delivery.channel, delivery.target)
+        self.busy[key] -= 1
+        if self.busy[key] <= 0:
+            del self.busy[key]
+        self._wake.set()
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        sender = self.outbox.senders[delivery.channel]
+        started = time.monotonic()
+        try:
+            result = await sender.send(delivery)
+        except asyncio.CancelledError:
+            await self._finish(delivery, Result("retry", error="the worker stopped"), started)
+            raise
+        except Exception as exc:
+            log.exception("sending %s failed unexpectedly", delivery.message_id)
+            result = Result("retry", error=f"internal error: {type(exc).__name__}")
+        await self._finish(delivery, result, started)
+
+    async def _finish(self, delivery: Delivery, result: Result, started: float) -> None:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        sender = self.outbox.senders.get(delivery.channel)
+        try:
+            state = await self.db.write(
+                partial(
+                    finish,
+                    delivery=delivery,
+                    result=result,
+                    duration_ms=duration_ms,
+                    schedule=self.schedule,
+                    sender=sender,
+                )
+            )
+        except Exception:  # the lease expires and the delivery is tried again
+            log.exception("recording the result of %s failed", delivery.message_id)
+            return
+        label = "retry" if state == "pending" else state
+        self.metrics.deliveries.labels(delivery.channel, label).inc()
+        if state == "dead":
+            log.warning(
+                "%s (%s) dead after %d attempts: %s",
+                delivery.message_id,
+                delivery.channel,
+                delivery.attempt,
+                result.error,
+            )
+
+    async def _update_depth(self) -> None:
+        if time.monotonic() - self._depth_at < DEPTH_EVERY:
+            return
+        self._depth_at = time.monotonic()
+        counts = await self.db.read(depth)
+        for channel in self.outbox.senders:
+            self.metrics.queue_depth.labels(channel).set(counts.get(channel, 0))
+
+
+async def _run_worker(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    worker = Worker(
+        app[DB],
+        app[OUTBOX],
+        app[METRICS],
+        schedule=settings.retry_schedule,
+        timeout=settings.delivery_timeout,
+    )
+    worker.start()
+    try:
+        yield
+    finally:
+        await worker.stop()
+
+
+def setup(app: web.Application) -> None:
+    """Create the outbox and, unless ``settings.worker`` is off, run a worker in this process."""
+    outbox_of(app)
+    if app[SETTINGS].worker:
+        app.cleanup_ctx.append(_run_worker)
