@@ -85,14 +85,14 @@ def draft_target(incident_id: str, draft_id: str) -> str:
     return f"{incident_id}/drafts/{draft_id}"
 
 
-def same_person(actor: Actor, row: Mapping[str, Any]) -> bool:
+def same_person(actor: Actor, row: sqlite3.Row) -> bool:
     """Tell whether ``actor`` wrote the draft: same token, or same name and department."""
     if actor.token_id is not None and actor.token_id == row["author_token"]:
         return True
     return (actor.name, actor.department) == (row["author_name"], row["author_department"])
 
 
-def draft_dict(row: Mapping[str, Any], viewer: Actor) -> dict[str, Any]:
+def draft_dict(row: sqlite3.Row, viewer: Actor) -> dict[str, Any]:
     """Return a draft as the API serves it to ``viewer`` (``mine``: they wrote it)."""
     entry = json.loads(row["entry"])
     review = json.loads(row["review"])
@@ -197,7 +197,7 @@ def _draft_row(conn: sqlite3.Connection, draft_id: str) -> sqlite3.Row:
     return row
 
 
-def _pending(row: Mapping[str, Any]) -> None:
+def _pending(row: sqlite3.Row) -> None:
     if row["status"] != "pending":
         raise Conflict(
             f"the draft is already {row['status']}", code="draft_not_pending", status=row["status"]
@@ -214,7 +214,8 @@ async def list_drafts(request: web.Request) -> web.Response:
             field="status",
         )
     limit = query_int(request, "limit", 100, 1, 500)
-    where, params = ["1"], []
+    where: list[str] = ["1"]
+    params: list[Any] = []
     if status != "all":
         where.append("status = ?")
         params.append(status)
