@@ -157,7 +157,7 @@ async def test_approval_publishes_with_approved_by_in_the_chain(
 
 
 async def test_rejection_publishes_nothing_and_the_author_sees_why(
-    client: TestClient, editor: dict[str, str], reviewer: dict[str, str]
+    client: TestClient, editor: dict[str, str], reviewer: dict[str, str], admin: dict[str, str]
 ) -> None:
     """A rejected draft is returned with the reason; nothing is appended; it cannot be approved."""
     incident_id = await guarded(client, editor)
@@ -175,6 +175,10 @@ async def test_rejection_publishes_nothing_and_the_author_sees_why(
     assert (again.status, (await again.json())["error"]) == (409, "draft_not_pending")
     twice = await reject(client, reviewer, answer["draft_id"], "再次")
     assert twice.status == 409
+    audit = await (await client.get("/api/audit?action=draft.reject", headers=admin)).json()
+    [record] = audit["audit"]
+    assert record["actor"]["name"] == "审核员"
+    assert record["detail"] == {"reason": "伤亡数字未经核实"}
 
 
 @pytest.mark.parametrize(
