@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -49,22 +49,31 @@ GLOBAL_LIMIT = 50
 CACHE_SIZE = 512
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORMATS: dict[str, tuple[str, Callable[..., bytes]]] = {
-    "atom": ("application/atom+xml; charset=utf-8", render_atom),
-    "rss": ("application/rss+xml; charset=utf-8", render_rss),
-    "json": ("application/feed+json; charset=utf-8", render_json_feed),
+    "atom": ("application/atom+xml", render_atom),
+    "rss": ("application/rss+xml", render_rss),
+    "json": ("application/feed+json", render_json_feed),
 }
 
 
 @dataclass(frozen=True)
 class Rendered:
+    """One rendered feed with its validators; headers are built once, not per request."""
+
     body: bytes
     content_type: str
     etag: str
     modified: datetime
+    headers: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def last_modified(self) -> str:
-        return format_datetime(self.modified.replace(microsecond=0), usegmt=True)
+    def __post_init__(self) -> None:
+        self.headers.update(
+            {
+                "ETag": self.etag,
+                "Last-Modified": format_datetime(self.modified.replace(microsecond=0), usegmt=True),
+                "Cache-Control": "no-cache",
+                "Access-Control-Allow-Origin": "*",
+            }
+        )
 
 
 class Heads:
@@ -182,16 +191,11 @@ def not_modified(request: web.Request, etag: str, modified: datetime) -> bool:
 
 
 def respond(request: web.Request, rendered: Rendered) -> web.Response:
-    headers = {
-        "ETag": rendered.etag,
-        "Last-Modified": rendered.last_modified,
-        "Cache-Control": "no-cache",
-        "Access-Control-Allow-Origin": "*",
-    }
     if not_modified(request, rendered.etag, rendered.modified):
-        return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = rendered.content_type
-    return web.Response(body=rendered.body, headers=headers)
+        return web.Response(status=304, headers=rendered.headers)
+    return web.Response(
+        body=rendered.body, headers=rendered.headers, content_type=rendered.content_type
+    )
 
 
 def feed_dicts(conn: sqlite3.Connection, entries: list[Any]) -> list[dict[str, Any]]:

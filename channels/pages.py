@@ -15,9 +15,11 @@ links keep it.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jinja2
@@ -39,6 +41,7 @@ from .pages_view import (
     utc_now,
 )
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 FILING = (
     ("icp_filing", "ICP备案："),
@@ -152,20 +155,29 @@ def render_page(
     )
 
 
-@web.middleware
-async def page_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except PageError as exc:
-        ctx = context(request)
-        return render_page(
-            request,
-            "error.html",
-            ctx,
-            status=exc.status,
-            heading=ctx.t(exc.heading_key),
-            message=exc.message,
-        )
+def html_errors(handler: Handler) -> Handler:
+    """Wrap a page handler so that a ``PageError`` becomes an HTML error page.
+
+    A decorator rather than an app middleware, so the API and feeds do not pay
+    for one more layer on every request.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PageError as exc:
+            ctx = context(request)
+            return render_page(
+                request,
+                "error.html",
+                ctx,
+                status=exc.status,
+                heading=ctx.t(exc.heading_key),
+                message=exc.message,
+            )
+
+    return wrapper
 
 
 def incident_rows(incidents: list[dict[str, Any]], ctx: Ctx) -> list[dict[str, Any]]:
@@ -253,8 +265,7 @@ def setup(app: web.Application) -> None:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    app.middlewares.append(page_errors)
-    app.router.add_get("/", index)
-    app.router.add_get("/incidents/{incident}", pages_live.live_page)
-    app.router.add_get("/incidents/{incident}/entries/{seq}", entry_page)
+    app.router.add_get("/", html_errors(index))
+    app.router.add_get("/incidents/{incident}", html_errors(pages_live.live_page))
+    app.router.add_get("/incidents/{incident}/entries/{seq}", html_errors(entry_page))
     pages_console.setup(app)

@@ -23,6 +23,7 @@ from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -96,7 +97,7 @@ async def server(tmp_path: Path) -> AsyncIterator[LiveServer]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Debian's chromium, headless (skipped if it is not installed)."""
-    if not CHROMIUM.exists():
+    if not HAVE_CHROMIUM:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -11,7 +11,6 @@ from playwright.async_api import Browser, Page, Route, expect
 from broadcaster.model import Actor, NewEntry
 from broadcaster.signing import Signer
 from broadcaster.sqlite_store import SQLiteStore
-
 from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -34,7 +33,9 @@ async def post(server: LiveServer, token: str, incident: dict[str, Any], **body:
     return await server.call("POST", f"/api/incidents/{incident['id']}/entries", token, body)
 
 
-async def open_live(browser: Browser, server: LiveServer, incident: dict[str, Any], **kw: Any) -> Page:
+async def open_live(
+    browser: Browser, server: LiveServer, incident: dict[str, Any], **kw: Any
+) -> Page:
     page = await browser.new_page(**kw)
     await page.goto(f"{server.url}/incidents/{incident['id']}")
     await page.evaluate("window.__sameDocument = true")
@@ -102,7 +103,7 @@ async def test_reconnects_after_restart(server: LiveServer, browser: Browser) ->
 
 
 async def test_readable_without_javascript(server: LiveServer, browser: Browser) -> None:
-    """With JavaScript off the whole timeline, figures and links are there; JS-only controls hide."""
+    """With JavaScript off the timeline and its links are all there; JS-only controls hide."""
     token = await server.token()
     incident = await incident_with(server, token, entries=3)
     context = await browser.new_context(java_script_enabled=False)
