@@ -12,6 +12,7 @@ BUILTIN_CHANNELS: tuple[str, ...] = (
     "channels.websocket",
     "channels.sse",
     "channels.webhook_api",
+    "channels.sms.service",
     "channels.worker",
     "channels.cap",
     "channels.search_page",

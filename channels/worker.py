@@ -213,6 +213,7 @@ async def _run_worker(app: web.Application) -> AsyncIterator[None]:
         app[METRICS],
         schedule=settings.retry_schedule,
         timeout=settings.delivery_timeout,
+        poll=POLL,
     )
     worker.start()
     try:

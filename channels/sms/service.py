@@ -1,0 +1,313 @@
+"""Serve SMS: subscriptions by text message, inbound messages, delivery reports, the outbox hook.
+
+Residents text ``订阅 CODE`` / ``SUB CODE`` to subscribe to an incident and
+``TD`` / ``退订`` / ``T`` / ``STOP`` / ``UNSUB`` to leave (every incident, or one
+with ``TD CODE``); anything else gets a short help text. Each command is
+confirmed by SMS through the outbox. Numbers are personal information: they
+are stored normalised (E.164) only in ``sms_subscribers``, deleted on
+unsubscribe, and no public surface shows them (the admin view masks them).
+
+``/sms/inbound`` (Kannel's smsbox ``get-url``: ``from``, ``to``, ``text``,
+``msgid``) and ``/sms/dlr`` authenticate the gateway by ``BROADCASTER_SMS_SECRET``
+(a ``secret`` query parameter or ``X-Broadcaster-Secret`` header) or, when no
+secret is set, by a loopback peer that did not come through a proxy; the
+signed JSON gateway signs its callbacks instead. Gateways retry, so inbound
+messages are de-duplicated on ``msgid`` and reports are applied monotonically
+(``delivered`` is never downgraded; unknown ids answer 200 and change
+nothing). Replies are limited to ``RATE_COUNT`` per number per
+``RATE_WINDOW`` seconds; an unsubscribe always takes effect.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import sqlite3
+import time
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.api.common import incident_or_404, json_response
+from broadcaster.appkeys import DB, SETTINGS
+from broadcaster.auth import require
+from broadcaster.errors import BadRequest, Unauthorized, Unavailable, Unprocessable
+from broadcaster.model import Entry
+
+from ..outbox import enqueue, outbox_of
+from .commands import parse
+from .delivery import CHANNEL, ENTRY_EVENT, SmsSender, gateway_from_url
+from .kannel import parse_dlr
+from .numbers import mask, normalize
+from .replies import reply_text
+from .signed_json import DLR_STATUSES, SignedJsonGateway
+
+MAX_SUBSCRIBERS = 100_000
+RATE_COUNT, RATE_WINDOW = 5, 600.0
+KANNEL_DLR = {1: "delivered", 2: "undelivered", 4: "buffered", 8: "accepted", 16: "undelivered"}
+RANK = {"pending": 0, "dead": 0, "queued": 1, "accepted": 2, "buffered": 3}
+RANK |= {"undelivered": 4, "delivered": 5}
+
+SMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sms_subscribers (
+    id INTEGER PRIMARY KEY,
+    incident TEXT NOT NULL,
+    number TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    UNIQUE (incident, number)
+);
+CREATE INDEX IF NOT EXISTS sms_subscribers_by_number ON sms_subscribers (number);
+CREATE TABLE IF NOT EXISTS sms_inbound (
+    id INTEGER PRIMARY KEY,
+    msgid TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    action TEXT NOT NULL
+);
+"""
+
+
+def enqueue_sms(conn: sqlite3.Connection, incident: Any, entry: Entry) -> int:
+    """Queue one SMS per subscriber of the incident for an entry posted with ``sms: true``."""
+    if not entry.record.get("sms"):
+        return 0
+    moment = time.time()
+    stamp = entry.record["posted_at"]
+    cur = conn.execute(
+        "INSERT INTO deliveries (channel, target, event, incident, seq, next_at, created_at,"
+        " updated_at) SELECT ?, id, ?, incident, ?, ?, ?, ? FROM sms_subscribers"
+        " WHERE incident = ? ON CONFLICT DO NOTHING",
+        (CHANNEL, ENTRY_EVENT, entry.seq, moment, stamp, stamp, entry.incident),
+    )
+    return cur.rowcount
+
+
+class RecentSenders:
+    """Count each number's recent messages in memory (kept off disk: numbers are personal)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}
+
+    def allow(self, number: str) -> bool:
+        moment = time.monotonic()
+        if len(self._seen) > 50_000:
+            self._seen = {k: v for k, v in self._seen.items() if v[-1] > moment - RATE_WINDOW}
+        recent = [t for t in self._seen.get(number, []) if t > moment - RATE_WINDOW]
+        recent.append(moment)
+        self._seen[number] = recent
+        return len(recent) <= RATE_COUNT
+
+
+RECENT = web.AppKey("sms_recent_senders", RecentSenders)
+GATEWAY = web.AppKey("sms_gateway", object)
+
+
+def authenticate(request: web.Request) -> None:
+    """Let only the gateway in: by the shared secret, or by a loopback peer with no proxy."""
+    secret = request.app[SETTINGS].sms_secret
+    given = request.query.get("secret") or request.headers.get("X-Broadcaster-Secret")
+    if secret:
+        if given and hmac.compare_digest(given.encode(), secret.encode()):
+            return
+        raise Unauthorized("the SMS gateway secret is missing or wrong", code="gateway_auth")
+    proxied = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    try:
+        loopback = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or proxied:
+        raise Unauthorized(
+            "set BROADCASTER_SMS_SECRET to accept the gateway from this address",
+            code="gateway_auth",
+        )
+
+
+async def callback_params(request: web.Request) -> dict[str, Any]:
+    """Return a gateway callback's parameters: a signed JSON body, a form or the query."""
+    gateway = request.app[GATEWAY]
+    if request.method == "POST" and request.content_type == "application/json":
+        if not isinstance(gateway, SignedJsonGateway):
+            raise Unauthorized("JSON callbacks need the signed JSON gateway", code="gateway_auth")
+        try:
+            return gateway.verify(await request.read(), request.headers)
+        except ValueError as exc:
+            raise Unauthorized(str(exc), code="gateway_signature") from None
+    authenticate(request)
+    if request.method == "POST":
+        return {**request.query, **(await request.post())}
+    return dict(request.query)
+
+
+def _string(params: dict[str, Any], name: str, limit: int) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise Unprocessable(f"'{name}' is missing or too long", code="invalid_field", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"'{name}' is not valid text", code="invalid_utf8") from None
+    return value
+
+
+async def inbound(request: web.Request) -> web.Response:
+    """Handle a resident's text: subscribe, unsubscribe or help, confirmed by SMS."""
+    if request.app[GATEWAY] is None:
+        raise Unavailable("no SMS gateway is configured", code="sms_disabled")
+    params = await callback_params(request)
+    msgid = _string(params, "msgid", 128)
+    text = _string(params, "text", 1000)
+    try:
+        number = normalize(_string(params, "from", 40))
+    except ValueError as exc:
+        raise Unprocessable(str(exc), code="invalid_number", field="from") from None
+    command = parse(text)
+    allowed = request.app[RECENT].allow(number)
+    settings = request.app[SETTINGS]
+
+    def job(conn: sqlite3.Connection) -> None:
+        cur = conn.execute(
+            "INSERT INTO sms_inbound (msgid, received_at, action) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (msgid, time.time(), command.action),
+        )
+        if cur.rowcount == 0:
+            return  # the gateway sent this message again
+        conn.execute("DELETE FROM sms_inbound WHERE received_at < ?", (time.time() - 7 * 86400,))
+        if command.action != "unsubscribe" and not allowed:
+            return
+        reply = act(conn, command.action, command.code, number)
+        if allowed:
+            payload = json.dumps({"to": number, "text": reply_text(settings, *reply)})
+            enqueue(conn, CHANNEL, 0, "sms.reply", "", int(cur.lastrowid or 0), payload)
+
+    await request.app[DB].write(job)
+    outbox_of(request.app).notify()
+    return web.Response(text="", content_type="text/plain")
+
+
+def act(
+    conn: sqlite3.Connection, action: str, code: str | None, number: str
+) -> tuple[str, dict[str, Any]]:
+    """Apply one command to the subscriptions; return the reply's key and its values."""
+    incident = None
+    if code:
+        incident = conn.execute(
+            "SELECT id, title, code, status FROM incidents WHERE code = ?", (code,)
+        ).fetchone()
+    if action == "unsubscribe":
+        if code is None:
+            conn.execute("DELETE FROM sms_subscribers WHERE number = ?", (number,))
+            return "unsubscribed_all", {}
+        if incident is not None:
+            conn.execute(
+                "DELETE FROM sms_subscribers WHERE number = ? AND incident = ?",
+                (number, incident["id"]),
+            )
+        return "unsubscribed", {"code": code, "title": incident["title"] if incident else code}
+    if action == "help" or code is None:
+        row = conn.execute(
+            "SELECT code FROM incidents WHERE status = 'active' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        return "help", {"example": row["code"] if row else "SZK"}
+    if incident is None:
+        return "unknown_code", {"code": code}
+    values = {"code": incident["code"], "title": incident["title"]}
+    if incident["status"] != "active":
+        return "ended", values
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM sms_subscribers WHERE incident = ?", (incident["id"],)
+    ).fetchone()
+    if count >= MAX_SUBSCRIBERS:
+        return "full", values
+    conn.execute(
+        "INSERT INTO sms_subscribers (incident, number, created_at, source)"
+        " VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'sms') ON CONFLICT DO NOTHING",
+        (incident["id"], number),
+    )
+    return "subscribed", values
+
+
+async def delivery_report(request: web.Request) -> web.Response:
+    """Apply a delivery report; a state never goes back, unknown ids change nothing."""
+    if request.app[GATEWAY] is None:
+        raise Unavailable("no SMS gateway is configured", code="sms_disabled")
+    params = await callback_params(request)
+    if "status" in params:
+        message_id, state = params.get("message_id"), DLR_STATUSES.get(params["status"])
+        if not isinstance(message_id, str) or state is None:
+            raise Unprocessable("'message_id' and a known 'status' are required", field="status")
+    else:
+        try:
+            message_id, kind = parse_dlr(params)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), code="invalid_dlr", field="type") from None
+        state = KANNEL_DLR[kind]
+    raw_id = message_id.removeprefix("msg_")
+    if not raw_id.isdigit() or len(raw_id) > 18:
+        return web.Response(text="")
+
+    def job(conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT state FROM deliveries WHERE id = ? AND channel = ?", (int(raw_id), CHANNEL)
+        ).fetchone()
+        if row is not None and RANK.get(row["state"], 99) < RANK[state]:
+            conn.execute(
+                "UPDATE deliveries SET state = ?, leased_until = NULL,"
+                " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                (state, int(raw_id)),
+            )
+
+    await request.app[DB].write(job)
+    return web.Response(text="")
+
+
+async def incident_sms(request: web.Request) -> web.Response:
+    """Show an admin the subscriber count, recent numbers (masked) and delivery states."""
+    await require(request, "admin")
+    incident = await incident_or_404(request)
+
+    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM sms_subscribers WHERE incident = ?", (incident["id"],)
+        ).fetchone()
+        recent = conn.execute(
+            "SELECT number, created_at, source FROM sms_subscribers WHERE incident = ?"
+            " ORDER BY id DESC LIMIT 50",
+            (incident["id"],),
+        ).fetchall()
+        states = conn.execute(
+            "SELECT state, COUNT(*) FROM deliveries WHERE channel = ? AND incident = ?"
+            " AND event = ? GROUP BY state",
+            (CHANNEL, incident["id"], ENTRY_EVENT),
+        ).fetchall()
+        return {
+            "incident": incident["id"],
+            "code": incident["code"],
+            "subscribers": count,
+            "recent": [
+                {"number": mask(r["number"]), "since": r["created_at"], "source": r["source"]}
+                for r in recent
+            ],
+            "deliveries": {state: n for state, n in states},
+        }
+
+    return json_response(await request.app[DB].read(job))
+
+
+def setup(app: web.Application) -> None:
+    """Add the SMS tables and endpoints; with a gateway configured, queue and send SMS."""
+    settings = app[SETTINGS]
+    db = app[DB]
+    db.add_schema(SMS_SCHEMA)
+    outbox = outbox_of(app)
+    gateway = gateway_from_url(settings.sms_gateway, settings) if settings.sms_gateway else None
+    app[GATEWAY] = gateway
+    app[RECENT] = RecentSenders()
+    if gateway is not None:
+        outbox.enqueuers.append(enqueue_sms)
+        outbox.senders[CHANNEL] = SmsSender(db, gateway, settings)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/sms/inbound", inbound)
+        app.router.add_route(method, "/sms/dlr", delivery_report)
+    app.router.add_get("/api/incidents/{incident}/sms", incident_sms)

@@ -1,0 +1,186 @@
+"""Test the outbox: written with the entry, leased to one worker at a time, sent from the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
+from test_webhooks import deliveries, register, settled
+from webhook_receiver import Receiver
+
+import channels.worker
+from broadcaster.app import create_app
+from broadcaster.appkeys import DB, PUBLISHER
+from broadcaster.settings import Settings
+from channels.outbox import MAX_RETRY_AFTER, claim, enqueue, retry_delay
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings allowing the loopback receiver, with a zero-second retry schedule."""
+    return Settings.from_env(
+        {},
+        data_dir=tmp_path / "data",
+        public_url="http://example.test",
+        webhook_allow=("127.0.0.1",),
+        retry_schedule=(0, 0, 0),
+        delivery_timeout=2,
+    )
+
+
+def count(conn: sqlite3.Connection, table: str) -> int:
+    return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+async def test_a_failed_append_leaves_no_delivery(
+    client: TestClient, admin: dict[str, str], editor: dict[str, str]
+) -> None:
+    """A hook failing after the outbox's rolls back the entry and its deliveries together."""
+    async with Receiver() as receiver:
+        await register(client, admin, receiver.url)
+        incident = await create_incident(client, editor)
+
+        def explode(conn: Any, incident: Any, entry: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        client.app[PUBLISHER].hooks.append(explode)
+        response = await client.post(
+            f"/api/incidents/{incident['id']}/entries", json={"body": "x"}, headers=editor
+        )
+        assert response.status == 503
+        db = client.app[DB]
+        assert await db.read(lambda c: count(c, "deliveries")) == 0
+        assert await db.read(lambda c: count(c, "entries")) == 0
+
+
+async def test_the_same_delivery_is_never_queued_twice(client: TestClient) -> None:
+    """Enqueueing an existing (channel, target, event, entry) is a no-op."""
+
+    def twice(conn: sqlite3.Connection) -> list[int]:
+        return [enqueue(conn, "webhook", 7, "entry.created", "i", 1) for _ in range(2)]
+
+    assert await client.app[DB].write(twice) == [1, 0]
+
+
+async def test_a_lease_keeps_other_workers_off_until_it_expires(client: TestClient) -> None:
+    """A leased row is not claimed again; once the lease lapses the attempt is retried."""
+    db = client.app[DB]
+    await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
+
+    def take(lease: float) -> Any:
+        return lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), lease)
+
+    [first] = await db.write(take(0.2))
+    assert await db.write(take(0.2)) == []
+    await asyncio.sleep(0.25)  # the lease is wall-clock time in the database: let it pass
+    [second] = await db.write(take(30))
+    assert (second.id, second.attempt) == (first.id, 2)
+    assert second.message_id == first.message_id
+
+    def outcomes(conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute("SELECT outcome FROM delivery_attempts ORDER BY n").fetchall()
+        return [row[0] for row in rows]
+
+    assert await db.read(outcomes) == ["interrupted", "sending"]
+
+
+def test_retry_delays_follow_the_schedule_with_jitter_added() -> None:
+    """Each delay is the scheduled one plus at most 20 %; there is none after the last."""
+    schedule = (5, 30, 120)
+    for attempt, base in enumerate(schedule, start=1):
+        delay = retry_delay(schedule, attempt, None)
+        assert delay is not None and base <= delay <= base * 1.2
+    assert retry_delay(schedule, 4, None) is None
+    assert retry_delay(schedule, 1, 600) == 600
+    assert retry_delay(schedule, 1, 10**9) == MAX_RETRY_AFTER
+
+
+async def test_the_worker_is_woken_by_the_commit_not_the_poll(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """With a 60 s poll, a delivery still leaves within a second of the 201."""
+    monkeypatch.setattr(channels.worker, "POLL", 60.0)
+    async with Receiver() as receiver, TestClient(TestServer(create_app(settings))) as client:
+        admin = bearer(await make_token(client, "admin"))
+        await register(client, admin, receiver.url)
+        incident = await create_incident(client, admin)
+        await client.get("/healthz")
+        started = time.monotonic()
+        await post_entry(client, admin, incident["id"])
+        await receiver.next(TIMEOUT)
+        assert time.monotonic() - started < 1.0
+
+
+async def test_payload_is_built_when_sent_so_a_redaction_wins(
+    client: TestClient, admin: dict[str, str], editor: dict[str, str]
+) -> None:
+    """An entry redacted while its delivery waits goes out withheld, never with its text."""
+    async with Receiver() as receiver:
+        incident = await create_incident(client, editor)
+        hook = await register(client, admin, receiver.url, events=["entry.created"])
+        await client.post(f"/api/webhooks/{hook['id']}/pause", headers=admin)
+        secret_text = "联系人张三 13800138000"
+        await post_entry(
+            client,
+            editor,
+            incident["id"],
+            body=secret_text,
+            acknowledge={"codes": ["mobile"], "reason": "测试"},
+        )
+        response = await client.post(
+            f"/api/incidents/{incident['id']}/entries/1/redact",
+            json={"basis": "政府信息公开条例第十五条", "reason": "个人信息"},
+            headers=admin,
+        )
+        assert response.status == 201, await response.text()
+        await client.post(f"/api/webhooks/{hook['id']}/resume", headers=admin)
+        await settled(client, admin, hook["id"], 2, "delivered")
+        bodies = [json.loads(r.body) for r in receiver.received]
+        first = next(b["data"] for b in bodies if b["data"]["seq"] == 1)
+        assert first["redacted"] is True and first["body"] == ""
+        assert all("13800138000" not in r.text and "张三" not in r.text for r in receiver.received)
+
+
+async def test_entry_redacted_event_names_the_withheld_entry(
+    client: TestClient, admin: dict[str, str], editor: dict[str, str]
+) -> None:
+    """An endpoint subscribed to entry.redacted learns which entry to take down."""
+    async with Receiver() as receiver:
+        incident = await create_incident(client, editor)
+        hook = await register(client, admin, receiver.url, events=["entry.redacted"])
+        await post_entry(client, editor, incident["id"], body="误发内容")
+        await client.post(
+            f"/api/incidents/{incident['id']}/entries/1/redact",
+            json={"basis": "政府信息公开条例第十五条", "reason": "误发"},
+            headers=admin,
+        )
+        got = json.loads((await receiver.next(TIMEOUT)).body)
+        assert got["type"] == "entry.redacted"
+        assert (got["data"]["seq"], got["data"]["redacted"]) == (1, True)
+        [delivery] = await deliveries(client, admin, hook["id"])
+        assert delivery["event"] == "entry.redacted"
+
+
+async def test_deliveries_left_by_a_stopped_app_are_sent_by_the_next(settings: Settings) -> None:
+    """Rows committed while no worker ran are delivered when a worker starts, once each."""
+    async with Receiver() as receiver:
+        async with TestClient(TestServer(create_app(settings.with_(worker=False)))) as client:
+            admin = bearer(await make_token(client, "admin"))
+            await register(client, admin, receiver.url)
+            incident = await create_incident(client, admin)
+            for n in range(3):
+                await post_entry(client, admin, incident["id"], body=f"第{n}条")
+        assert receiver.received == []
+        async with TestClient(TestServer(create_app(settings))) as client:
+            admin = bearer(await make_token(client, "admin", "admin2"))
+            await settled(client, admin, 1, 3, "delivered")
+        seqs = sorted(json.loads(r.body)["data"]["seq"] for r in receiver.received)
+        assert seqs == [1, 2, 3]
