@@ -123,12 +123,19 @@ class Subscription:
     the transport's hooks for being cut off and for having work to do.
     """
 
+    # Slots and a buffer made only when needed: an idle connection costs
+    # memory in every one of thousands of subscriptions.
+    __slots__ = (
+        "hub", "incident", "last", "limit", "pending", "live", "stale", "closed",
+        "dropped", "pumping", "_waiter",
+    )  # fmt: skip
+
     def __init__(self, hub: Hub, incident: str, after: int, limit: int) -> None:
         self.hub = hub
         self.incident = incident
         self.last = after
         self.limit = limit
-        self.pending: deque[Message] = deque()
+        self.pending: deque[Message] | None = None
         self.live = False
         self.stale = True  # the store may hold entries not yet sent
         self.closed = False
@@ -148,10 +155,13 @@ class Subscription:
                     self.drop()
                 return
             self.live = False  # a gap: the owner fills it from the store first
-        if len(self.pending) >= self.limit:
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = deque()
+        elif len(pending) >= self.limit:
             self.drop()
             return
-        self.pending.append(message)
+        pending.append(message)
         self.kick()
 
     def resync(self) -> None:
@@ -193,7 +203,7 @@ class Subscription:
         if not self.closed:
             self.closed = True
             self.live = False
-            self.pending.clear()
+            self.pending = None
             self.hub.unsubscribe(self)
             self.kick()
 
@@ -230,6 +240,7 @@ class Subscription:
                             self.drop(slow=False)
                 else:
                     # No await since the buffer was seen empty: nothing can slip between.
+                    self.pending = None
                     self.live = go_live
                     return
         finally:

@@ -60,6 +60,8 @@ def resume_point(request: web.Request) -> int:
 class SSESubscription(Subscription):
     """A subscription drained by its own coroutine."""
 
+    __slots__ = ("transport",)
+
     def __init__(self, hub: Hub, incident: str, after: int) -> None:
         super().__init__(hub, incident, after, hub.client_queue)
         self.transport: asyncio.BaseTransport | None = None

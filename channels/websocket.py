@@ -64,6 +64,8 @@ def ws_frame(message: Message) -> bytes:
 class WebSocketSubscription(Subscription):
     """A subscription whose live frames go straight to the socket."""
 
+    __slots__ = ("ws", "transport", "started", "_unsent", "_offset", "_resume")
+
     def __init__(self, hub: Hub, incident: str, after: int, ws: web.WebSocketResponse) -> None:
         super().__init__(hub, incident, after, hub.client_queue)
         self.ws = ws
@@ -71,7 +73,7 @@ class WebSocketSubscription(Subscription):
         self.started = False
         # Byte offsets (since the socket's buffer was last empty) at which each
         # frame still in user space ends; their number is the client's backlog.
-        self._unsent: deque[int] = deque()
+        self._unsent: deque[int] | None = None
         self._offset = 0
         self._resume: asyncio.Task[None] | None = None
 
@@ -88,16 +90,19 @@ class WebSocketSubscription(Subscription):
         transport.write(data)
         buffered = transport.get_write_buffer_size()
         if not buffered:
-            if self._offset:
-                self._unsent.clear()
+            if self._unsent is not None:
+                self._unsent = None
                 self._offset = 0
             return True
+        unsent = self._unsent
+        if unsent is None:
+            unsent = self._unsent = deque()
         self._offset += len(data)
-        self._unsent.append(self._offset)
+        unsent.append(self._offset)
         flushed = self._offset - buffered
-        while self._unsent and self._unsent[0] <= flushed:
-            self._unsent.popleft()
-        return len(self._unsent) <= self.limit
+        while unsent and unsent[0] <= flushed:
+            unsent.popleft()
+        return len(unsent) <= self.limit
 
     def kick(self) -> None:
         # Only a gap or a resync after going live needs a task of its own; the
@@ -153,6 +158,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         subscription.transport = request.transport  # type: ignore[assignment]
         hello = {"type": "hello", "incident": incident, "head": incident["head"]}
         await ws.send_str(json.dumps(hello, ensure_ascii=False))
+        del incident, hello  # this frame lives as long as the connection
         await subscription.pump(subscription.send, go_live=True)
         subscription.started = True
         async for message in ws:

@@ -299,3 +299,14 @@ async def make_token_on(server: TestServer) -> str:
 
     _, token = await server.app[TOKENS].create("编辑", "应急管理局", "editor")
     return token
+
+
+async def test_invalid_utf8_text_closes_with_1007(client, editor):
+    """A text frame that is not UTF-8 closes the socket with 1007."""
+    incident = await create_incident(client, editor)
+    async with client.ws_connect(f"/ws/incidents/{incident['id']}") as ws:
+        await ws.receive_json(timeout=TIMEOUT)
+        await ws.send_frame(b"\xff\xfe", WSMsgType.TEXT)
+        message = await ws.receive(timeout=TIMEOUT)
+    assert message.type is WSMsgType.CLOSE
+    assert message.data == 1007

@@ -1,0 +1,378 @@
+"""Measure WebSocket fan-out against nginx + nchan in the same run, and report ratios.
+
+For each run (``SUBSCRIBERSxRATE``) and each target, it starts the server
+(``broadcaster serve`` on a fresh data directory, or nginx with nchan), opens
+N WebSocket subscribers on one incident/channel from ``--procs`` client
+processes (``bench/wsclient.py``: raw asyncio, no JSON decoding), measures the
+server's RSS before and after they connect (memory per idle connection), then
+publishes at R messages per second for ``--seconds`` through the real API
+(``POST /api/incidents/{id}/entries``, durable: every 201 is fsynced) or
+nchan's publisher location. Each message body carries the poster's clock, so
+latency is publish (just before the POST) to receive, over every subscriber.
+
+Reported per target: loss (messages a subscriber never got in order),
+latency p50/p99/max, deliveries per second, server CPU per delivered message
+(utime+stime from /proc/<pid>/stat, all threads, over the publishing window
+plus the drain) and server RSS per idle connection. Client and server share
+the machine's cores, so both targets are measured under the same handicap.
+
+Usage::
+
+    .venv/bin/python bench/fanout.py --runs 5000x10,10000x2 [--seconds 20]
+        [--procs 2] [--targets broadcaster,nchan] [--variant direct|task]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import nchan  # noqa: E402
+from bench.wsclient import read_results  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+DRAIN_SECONDS = 3.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class Target:
+    """A server under test: start it, say where to subscribe, publish one message."""
+
+    name = ""
+    path = ""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        raise NotImplementedError
+
+    async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
+class Broadcaster(Target):
+    process: asyncio.subprocess.Process
+
+    def __init__(self, port: int, variant: str) -> None:
+        super().__init__(port)
+        self.variant = variant
+        self.name = "broadcaster" if variant == "direct" else f"broadcaster[{variant}]"
+        self.token = ""
+        self.base = f"http://127.0.0.1:{port}"
+
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    async def stop(self) -> None:
+        self.process.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        data_dir = tempfile.mkdtemp(prefix="bench-fanout-")
+        env = {**os.environ, "BROADCASTER_DATA_DIR": data_dir, "PYTHONUNBUFFERED": "1"}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "serve.py"),
+            self.variant,
+            "--port",
+            str(self.port),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert self.process.stdout is not None
+        while line := (await self.process.stdout.readline()).decode():
+            if match := re.search(r"\b(bct_[A-Za-z0-9_-]+)", line):
+                self.token = match.group(1)
+                break
+        else:
+            raise RuntimeError("the server printed no admin token")
+        for _ in range(100):
+            try:
+                async with session.get(f"{self.base}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        incident = {"title": "fan-out benchmark", "severity": "minor"}
+        async with session.post(f"{self.base}/api/incidents", json=incident, headers=headers) as r:
+            assert r.status == 201, await r.text()
+            self.incident = (await r.json())["id"]
+        self.path = f"/ws/incidents/{self.incident}?after=0"
+        await self.publish(session, "warm-up")
+
+    async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
+        async with session.post(
+            f"{self.base}/api/incidents/{self.incident}/entries",
+            json={"body": body},
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as response:
+            if response.status != 201:
+                raise RuntimeError(f"POST answered {response.status}: {await response.text()}")
+        # the subscribers' backlog would include the warm-up; after=1 skips it
+        self.path = f"/ws/incidents/{self.incident}?after=1"
+
+
+class Nchan(Target):
+    name = "nchan"
+    path = "/sub"
+    process: subprocess.Popen[bytes]
+
+    def __init__(self, port: int, nofile: int) -> None:
+        super().__init__(port)
+        self.nofile = nofile
+
+    def pids(self) -> list[int]:
+        return [self.process.pid, *nchan.workers(self.process.pid)]
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.process, _ = await asyncio.to_thread(nchan.start, self.port, self.nofile)
+        await self.publish(session, "warm-up")
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(nchan.stop, self.process)
+
+    async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
+        async with session.post(f"http://127.0.0.1:{self.port}/pub", data=body.encode()) as r:
+            if r.status not in (200, 201, 202):
+                raise RuntimeError(f"nchan publish answered {r.status}")
+
+
+async def measure(
+    target: Target, subscribers: int, rate: float, seconds: float, procs: int
+) -> dict[str, Any]:
+    """Run one target through connect, idle, publish and drain; return its figures."""
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await target.start(session)
+        clients: list[asyncio.subprocess.Process] = []
+        outfiles: list[str] = []
+        try:
+            await asyncio.sleep(1)
+            rss_before = rss_bytes(target.pids())
+            started = time.monotonic()
+            for index in range(procs):
+                count = subscribers // procs + (1 if index < subscribers % procs else 0)
+                outfile = tempfile.mktemp(prefix="bench-client-")
+                outfiles.append(outfile)
+                client = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bench.wsclient", "127.0.0.1", str(target.port),
+                    target.path, str(count), outfile,
+                    cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                clients.append(client)
+            connected = failed = 0
+            for client in clients:
+                line = await client.stdout.readline()  # type: ignore[union-attr]
+                ok, bad = (int(x) for x in line.split()[1:3])
+                connected += ok
+                failed += bad
+            connect_seconds = time.monotonic() - started
+            await asyncio.sleep(2)
+            rss_after = rss_bytes(target.pids())
+
+            total = int(rate * seconds)
+            cpu_before = cpu_seconds(target.pids())
+            post_times: list[float] = []
+            begin = time.monotonic()
+            for number in range(1, total + 1):
+                delay = begin + (number - 1) / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent = time.time()
+                await target.publish(session, f"bench n={number} t={sent:.6f}")
+                post_times.append(time.time() - sent)
+            publish_seconds = time.monotonic() - begin
+            await asyncio.sleep(DRAIN_SECONDS)
+            cpu_used = cpu_seconds(target.pids()) - cpu_before
+            window = time.monotonic() - begin
+
+            latencies = array("d")
+            first: dict[int, float] = {}
+            in_order = out_of_order = closed = 0
+            for client, outfile in zip(clients, outfiles, strict=True):
+                client.stdin.write(b"stop\n")  # type: ignore[union-attr]
+                await client.stdin.drain()  # type: ignore[union-attr]
+                await client.stdout.readline()  # type: ignore[union-attr]
+                header, samples, numbers = read_results(outfile)
+                latencies.extend(samples)
+                for number, latency in zip(numbers, samples, strict=True):
+                    if latency < first.get(number, float("inf")):
+                        first[number] = latency
+                in_order += header["in_order"]
+                out_of_order += header["out_of_order"]
+                closed += header["closed"]
+                os.unlink(outfile)
+        finally:
+            for client in clients:
+                if client.returncode is None:
+                    client.kill()
+                await client.wait()
+            await target.stop()
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return (
+            ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+            if ordered
+            else float("nan")
+        )
+
+    post_times.sort()
+    firsts = sorted(first.values())
+    return {
+        "target": target.name,
+        "subscribers": subscribers,
+        "connected": connected,
+        "failed": failed,
+        "connect_s": round(connect_seconds, 1),
+        "messages": total,
+        "publish_rate": round(total / publish_seconds, 2),
+        "lost": total * connected - in_order,
+        "out_of_order": out_of_order,
+        "closed_during_run": closed,
+        "p50_ms": round(pct(0.50), 2),
+        "p99_ms": round(pct(0.99), 2),
+        "max_ms": round(ordered[-1] * 1000, 2) if ordered else float("nan"),
+        "deliveries_per_s": round(in_order / window),
+        "cpu_us_per_delivery": round(cpu_used / max(1, in_order) * 1e6, 2),
+        "cpu_s": round(cpu_used, 2),
+        "kb_per_idle_conn": round((rss_after - rss_before) / max(1, connected) / 1024, 2),
+        "post_p50_ms": round(post_times[len(post_times) // 2] * 1000, 2),
+        "first_p50_ms": round(firsts[len(firsts) // 2] * 1000, 2) if firsts else float("nan"),
+    }
+
+
+COLUMNS = (
+    ("target", "target", 22),
+    ("connected", "conns", 6),
+    ("lost", "lost", 5),
+    ("p50_ms", "p50 ms", 8),
+    ("p99_ms", "p99 ms", 8),
+    ("max_ms", "max ms", 8),
+    ("deliveries_per_s", "deliv/s", 8),
+    ("cpu_us_per_delivery", "CPU µs/msg", 10),
+    ("kb_per_idle_conn", "KB/conn", 8),
+    ("first_p50_ms", "1st rcv p50 ms", 14),
+    ("post_p50_ms", "POST p50 ms", 11),
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
+    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[key]) for key, _, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def ratios(ours: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_delivery", "kb_per_idle_conn")
+    row: dict[str, Any] = {key: "" for key, _, _ in COLUMNS}
+    row["target"] = f"{ours['target']} / {ref['target']}"
+    for key in keys:
+        row[key] = f"{ours[key] / ref[key]:.2f}x" if ref[key] else "-"
+    return row
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="5000x10,10000x2", help="SUBSCRIBERSxRATE,...")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--targets", default="broadcaster,nchan")
+    parser.add_argument("--variant", default="direct", help="direct (shipped) or task")
+    parser.add_argument("--json", help="also write every result to this file")
+    args = parser.parse_args()
+    nofile = raise_nofile()
+    results = []
+    for run in args.runs.split(","):
+        subscribers, rate = run.split("x")
+        n, r = int(subscribers), float(rate)
+        if n + 200 > nofile:
+            raise SystemExit(f"ulimit -n is {nofile}: too low for {n} subscribers")
+        print(f"\n## {n} subscribers, {r:g} msg/s, {args.seconds:g} s", flush=True)
+        rows = []
+        for name in args.targets.split(","):
+            if name == "nchan":
+                if not nchan.available():
+                    print("nchan is not installed (apt-get install nginx libnginx-mod-nchan)")
+                    continue
+                target: Target = Nchan(free_port(), nofile)
+            else:
+                variant = name.partition("[")[2].rstrip("]") or args.variant
+                target = Broadcaster(free_port(), variant)
+            row = await measure(target, n, r, args.seconds, args.procs)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        ours = [row for row in rows if row["target"].startswith("broadcaster")]
+        refs = [row for row in rows if row["target"] == "nchan"]
+        shown = rows + [ratios(o, refs[0]) for o in ours if refs]
+        print(table(shown), flush=True)
+        results.extend(rows)
+    if args.json:
+        with open(args.json, "w") as out:  # noqa: ASYNC230 - once, at the very end
+            json.dump(results, out, indent=1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

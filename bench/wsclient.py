@@ -1,0 +1,190 @@
+"""Hold many WebSocket subscriptions open and time every message: the benchmark's client.
+
+Deliberately lean, so that the benchmark measures servers rather than itself:
+one ``asyncio.Protocol`` per connection (no task, no reader object), frames
+parsed in place, and no JSON decoding. A message is recognised by the
+``bench n=<N> t=<T>`` text the poster put in its body: ``T`` is the poster's
+clock just before it sent the message, ``N`` its number. Each connection
+counts the messages it got in order and those it got twice or out of order.
+
+Run one process per core's share of connections::
+
+    python -m bench.wsclient HOST PORT PATH COUNT OUTFILE
+
+It prints ``connected OK FAILED`` once every connection has answered, then
+waits for a line on stdin, writes its results to ``OUTFILE`` (a JSON header
+line, the latencies as native doubles, then the message numbers as native
+ints) and prints ``done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+from array import array
+
+PONG_HEADER = b"\x8a\x80\x00\x00\x00\x00"  # masked with a zero key: payload unchanged
+MARK = b"bench n="
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies = array("d")
+        self.numbers = array("i")
+        self.in_order = 0
+        self.out_of_order = 0
+        self.closed = 0
+
+
+class Subscriber(asyncio.Protocol):
+    """One WebSocket connection; parses server frames and records benchmark messages."""
+
+    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
+        self.stats = stats
+        self.request = request
+        self.opened = opened
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = False
+        self.last = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer + data if self.buffer else data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buf
+                return
+            ok = buf.startswith(b"HTTP/1.1 101")
+            self.upgraded = ok
+            if not self.opened.done():
+                self.opened.set_result(ok)
+            if not ok:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            buf = buf[end + 4 :]
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            if size - pos < head + length:
+                break
+            opcode = buf[pos] & 0x0F
+            start = pos + head
+            pos = start + length
+            if opcode <= 2:  # text, or binary (nchan's default for a message)
+                self.on_text(buf[start:pos])
+            elif opcode == 9:
+                self.transport.write(PONG_HEADER)  # type: ignore[union-attr]
+            elif opcode == 8:
+                self.transport.close()  # type: ignore[union-attr]
+        self.buffer = buf[pos:]
+
+    def on_text(self, payload: bytes) -> None:
+        at = payload.find(MARK)
+        if at < 0:
+            return
+        received = time.time()
+        gap = payload.find(b" t=", at)
+        number = int(payload[at + len(MARK) : gap])
+        sent = float(payload[gap + 3 : gap + 20])
+        stats = self.stats
+        if number > self.last:
+            self.last = number
+            stats.in_order += 1
+        else:
+            stats.out_of_order += 1
+        stats.latencies.append(received - sent)
+        stats.numbers.append(number)
+
+
+async def run(host: str, port: int, path: str, count: int, outfile: str) -> None:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    sem = asyncio.Semaphore(64)
+    protocols: list[Subscriber] = []
+
+    async def open_one() -> bool:
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        async with sem:
+            opened: asyncio.Future[bool] = loop.create_future()
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: Subscriber(stats, request, opened), host, port
+                )
+            except OSError:
+                return False
+            protocols.append(protocol)
+            try:
+                async with asyncio.timeout(30):
+                    return await opened
+            except TimeoutError:
+                return False
+
+    results = await asyncio.gather(*(open_one() for _ in range(count)))
+    ok = sum(results)
+    stats.closed = 0  # count only what closes from now on
+    print(f"connected {ok} {count - ok}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    write_results(outfile, ok, stats)
+    for protocol in protocols:
+        if protocol.transport is not None:
+            protocol.transport.abort()
+    print("done", flush=True)
+
+
+def write_results(path: str, connections: int, stats: Stats) -> None:
+    header = {
+        "connections": connections,
+        "in_order": stats.in_order,
+        "out_of_order": stats.out_of_order,
+        "closed": stats.closed,
+        "samples": len(stats.latencies),
+    }
+    with open(path, "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n")
+        stats.latencies.tofile(out)
+        stats.numbers.tofile(out)
+
+
+def read_results(path: str) -> tuple[dict[str, int], array, array]:
+    """Return the header, latencies and message numbers a client process wrote."""
+    with open(path, "rb") as source:
+        header = json.loads(source.readline())
+        latencies, numbers = array("d"), array("i")
+        latencies.fromfile(source, header["samples"])
+        numbers.fromfile(source, header["samples"])
+    return header, latencies, numbers
+
+
+if __name__ == "__main__":
+    host, port, path, count, outfile = sys.argv[1:6]
+    asyncio.run(run(host, int(port), path, int(count), outfile))
