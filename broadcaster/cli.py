@@ -22,7 +22,11 @@ from .settings import Settings
 log = logging.getLogger("broadcaster")
 
 #: Modules that add subcommands; each has ``add_parser(subparsers)`` and sets ``func``.
-EXTRA_COMMANDS: tuple[str, ...] = ("broadcaster.follow", "broadcaster.export")
+EXTRA_COMMANDS: tuple[str, ...] = (
+    "broadcaster.follow",
+    "broadcaster.export",
+    "broadcaster.cli_worker",
+)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
