@@ -16,10 +16,15 @@ latency p50/p99/max, deliveries per second, server CPU per delivered message
 plus the drain) and server RSS per idle connection. Client and server share
 the machine's cores, so both targets are measured under the same handicap.
 
+nchan is sent messages padded to the size of Broadcaster's entry frames
+(about 1 KB), so both move the same bytes. Targets alternate for ``--rounds``
+rounds and the medians are compared; the 1-minute load average is reported,
+because other work on the machine moves every figure.
+
 Usage::
 
     .venv/bin/python bench/fanout.py --runs 5000x10,10000x2 [--seconds 20]
-        [--procs 2] [--targets broadcaster,nchan] [--variant direct|task]
+        [--rounds 3] [--procs 2] [--targets broadcaster,broadcaster[task],nchan]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import re
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +85,7 @@ class Target:
 
     name = ""
     path = ""
+    frame_size = 0
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -151,8 +158,10 @@ class Broadcaster(Target):
         async with session.post(f"{self.base}/api/incidents", json=incident, headers=headers) as r:
             assert r.status == 201, await r.text()
             self.incident = (await r.json())["id"]
-        self.path = f"/ws/incidents/{self.incident}?after=0"
-        await self.publish(session, "warm-up")
+        await self.publish(session, f"bench n=0 t={time.time():.6f}")
+        async with session.get(f"{self.base}/api/incidents/{self.incident}/entries/1") as r:
+            # the size of a benchmark frame, so nchan can be sent as much per message
+            self.frame_size = len(await r.read()) + len('{"type":"entry","entry":}')
 
     async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
         async with session.post(
@@ -171,9 +180,10 @@ class Nchan(Target):
     path = "/sub"
     process: subprocess.Popen[bytes]
 
-    def __init__(self, port: int, nofile: int) -> None:
+    def __init__(self, port: int, nofile: int, frame_size: int) -> None:
         super().__init__(port)
         self.nofile = nofile
+        self.frame_size = frame_size
 
     def pids(self) -> list[int]:
         return [self.process.pid, *nchan.workers(self.process.pid)]
@@ -186,7 +196,9 @@ class Nchan(Target):
         await asyncio.to_thread(nchan.stop, self.process)
 
     async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
-        async with session.post(f"http://127.0.0.1:{self.port}/pub", data=body.encode()) as r:
+        data = body.encode()
+        data += b" " + b"x" * max(0, self.frame_size - len(data) - 1)  # same bytes as ours
+        async with session.post(f"http://127.0.0.1:{self.port}/pub", data=data) as r:
             if r.status not in (200, 201, 202):
                 raise RuntimeError(f"nchan publish answered {r.status}")
 
@@ -225,6 +237,7 @@ async def measure(
             rss_after = rss_bytes(target.pids())
 
             total = int(rate * seconds)
+            load_before = os.getloadavg()[0]
             cpu_before = cpu_seconds(target.pids())
             post_times: list[float] = []
             begin = time.monotonic()
@@ -293,6 +306,8 @@ async def measure(
         "kb_per_idle_conn": round((rss_after - rss_before) / max(1, connected) / 1024, 2),
         "post_p50_ms": round(post_times[len(post_times) // 2] * 1000, 2),
         "first_p50_ms": round(firsts[len(firsts) // 2] * 1000, 2) if firsts else float("nan"),
+        "frame_bytes": target.frame_size,
+        "loadavg": round(max(load_before, os.getloadavg()[0]), 2),
     }
 
 
@@ -308,6 +323,7 @@ COLUMNS = (
     ("kb_per_idle_conn", "KB/conn", 8),
     ("first_p50_ms", "1st rcv p50 ms", 14),
     ("post_p50_ms", "POST p50 ms", 11),
+    ("loadavg", "load", 5),
 )
 
 
@@ -341,6 +357,7 @@ async def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--targets", default="broadcaster,nchan")
     parser.add_argument("--variant", default="direct", help="direct (shipped) or task")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate targets this often")
     parser.add_argument("--json", help="also write every result to this file")
     args = parser.parse_args()
     nofile = raise_nofile()
@@ -351,27 +368,47 @@ async def main() -> None:
         if n + 200 > nofile:
             raise SystemExit(f"ulimit -n is {nofile}: too low for {n} subscribers")
         print(f"\n## {n} subscribers, {r:g} msg/s, {args.seconds:g} s", flush=True)
-        rows = []
-        for name in args.targets.split(","):
-            if name == "nchan":
-                if not nchan.available():
-                    print("nchan is not installed (apt-get install nginx libnginx-mod-nchan)")
-                    continue
-                target: Target = Nchan(free_port(), nofile)
-            else:
-                variant = name.partition("[")[2].rstrip("]") or args.variant
-                target = Broadcaster(free_port(), variant)
-            row = await measure(target, n, r, args.seconds, args.procs)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-        ours = [row for row in rows if row["target"].startswith("broadcaster")]
-        refs = [row for row in rows if row["target"] == "nchan"]
-        shown = rows + [ratios(o, refs[0]) for o in ours if refs]
+        rows: dict[str, list[dict[str, Any]]] = {}
+        frame_size = 800
+        # Targets alternate, round after round, so that a noisy neighbour on the
+        # machine weighs on both alike; the medians are compared.
+        for _ in range(args.rounds):
+            for name in args.targets.split(","):
+                if name == "nchan":
+                    if not nchan.available():
+                        raise SystemExit(
+                            "nchan is missing: apt-get install nginx libnginx-mod-nchan"
+                        )
+                    target: Target = Nchan(free_port(), nofile, frame_size)
+                else:
+                    variant = name.partition("[")[2].rstrip("]") or args.variant
+                    target = Broadcaster(free_port(), variant)
+                row = await measure(target, n, r, args.seconds, args.procs)
+                frame_size = target.frame_size or frame_size
+                print(json.dumps(row), flush=True)
+                rows.setdefault(row["target"], []).append(row)
+                results.append(row)
+        medians = {name: median_row(found) for name, found in rows.items()}
+        ref = medians.get("nchan")
+        shown = list(medians.values())
+        if ref is not None:
+            shown += [ratios(row, ref) for name, row in medians.items() if name != "nchan"]
+        print(f"medians of {args.rounds} rounds:")
         print(table(shown), flush=True)
-        results.extend(rows)
     if args.json:
         with open(args.json, "w") as out:  # noqa: ASYNC230 - once, at the very end
             json.dump(results, out, indent=1)
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the median of each figure over rounds (losses are summed: any loss shows)."""
+    merged: dict[str, Any] = dict(rows[0])
+    for key, value in rows[0].items():
+        if key in ("lost", "out_of_order", "closed_during_run", "failed"):
+            merged[key] = sum(row[key] for row in rows)
+        elif isinstance(value, int | float) and key != "subscribers":
+            merged[key] = statistics.median(row[key] for row in rows)
+    return merged
 
 
 if __name__ == "__main__":

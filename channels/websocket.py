@@ -14,6 +14,12 @@ third of the CPU per delivered message (see BENCHMARKS.md). aiohttp's
 dead connections) and the close handshake; its own writes are whole frames
 too, so the two never interleave within a frame.
 
+Pings come from one task that walks every socket each ``HEARTBEAT`` seconds
+and writes the same two-byte frame, rather than from a timer per connection
+(aiohttp's ``heartbeat=``): at 10,000 viewers that is 10,000 fewer timers and
+about half a kilobyte less per idle connection. A socket that has not answered
+a ping, nor sent anything, by the next round is aborted.
+
 A client is "too slow" when more than ``client_queue`` frames sit in user
 space waiting for its socket (the kernel's buffer is already full): it is
 closed with code 4008 after the frames already written, and aborted if it
@@ -29,9 +35,11 @@ frame once per client would cost more CPU than the bandwidth it saves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections import deque
+from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -40,12 +48,15 @@ from broadcaster.appkeys import METRICS
 
 from .hub import CLOSE_GRACE, HUB, Hub, Message, Subscription
 
-#: Seconds between protocol pings; a client that does not answer within half
-#: of it is closed, so dead connections are reaped.
+#: Seconds between protocol pings; a client that has not answered one ping
+#: (or sent anything) by the next is aborted, so dead connections are reaped.
 HEARTBEAT = web.AppKey("ws_heartbeat", float)
 DEFAULT_HEARTBEAT = 25.0
+PING_FRAME = b"\x89\x00"
+PING_BATCH = 1000
 MAX_CLIENT_MESSAGE = 4096
 SLOW_CLOSE = 4008
+_FINAL = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
 def ws_frame(message: Message) -> bytes:
@@ -64,13 +75,14 @@ def ws_frame(message: Message) -> bytes:
 class WebSocketSubscription(Subscription):
     """A subscription whose live frames go straight to the socket."""
 
-    __slots__ = ("ws", "transport", "started", "_unsent", "_offset", "_resume")
+    __slots__ = ("ws", "transport", "started", "unanswered", "_unsent", "_offset", "_resume")
 
     def __init__(self, hub: Hub, incident: str, after: int, ws: web.WebSocketResponse) -> None:
         super().__init__(hub, incident, after, hub.client_queue)
         self.ws = ws
         self.transport: asyncio.Transport | None = None
         self.started = False
+        self.unanswered = False  # a ping went out and nothing came back since
         # Byte offsets (since the socket's buffer was last empty) at which each
         # frame still in user space ends; their number is the client's backlog.
         self._unsent: deque[int] | None = None
@@ -129,6 +141,17 @@ class WebSocketSubscription(Subscription):
         if transport is not None:
             asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
+    def ping(self) -> None:
+        """Ping the client, or abort it if it did not answer the previous ping."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        if self.unanswered:
+            transport.abort()  # dead peer: its receive loop ends and cleans up
+            return
+        self.unanswered = True
+        transport.write(PING_FRAME)
+
     async def going_away(self) -> None:
         self.close()
         if not self.ws.closed and self.ws.prepared:
@@ -139,8 +162,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     hub = app[HUB]
     after = query_int(request, "after", 0, 0, 10**12)
+    # heartbeat=None and autoping=False: one task pings every socket (see
+    # _ping_all) instead of a timer per connection, and this loop answers pings.
     ws = web.WebSocketResponse(
-        heartbeat=app[HEARTBEAT],
+        heartbeat=None,
+        autoping=False,
         compress=False,
         max_msg_size=MAX_CLIENT_MESSAGE,
         timeout=CLOSE_GRACE,
@@ -161,11 +187,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         del incident, hello  # this frame lives as long as the connection
         await subscription.pump(subscription.send, go_live=True)
         subscription.started = True
-        async for message in ws:
-            if message.type is WSMsgType.BINARY:
+        while True:
+            message = await ws.receive()
+            subscription.unanswered = False  # any frame shows the client is alive
+            kind = message.type
+            if kind is WSMsgType.PING:
+                await ws.pong(message.data)
+            elif kind is WSMsgType.BINARY:
                 await ws.close(
                     code=WSCloseCode.UNSUPPORTED_DATA, message=b"this socket takes no binary"
                 )
+                break
+            elif kind in _FINAL:
                 break
     except ConnectionError:
         pass  # the client went away; nothing to tell it
@@ -176,8 +209,31 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def _ping_all(app: web.Application) -> AsyncIterator[None]:
+    """Ping every live socket each ``HEARTBEAT`` seconds; abort those that never answered."""
+
+    async def loop() -> None:
+        hub = app[HUB]
+        while True:
+            await asyncio.sleep(app[HEARTBEAT])
+            for count, subscription in enumerate(hub.all(), 1):
+                if isinstance(subscription, WebSocketSubscription) and subscription.started:
+                    subscription.ping()
+                if count % PING_BATCH == 0:
+                    await asyncio.sleep(0)  # let live frames through between batches
+
+    task = asyncio.create_task(loop(), name="broadcaster-ws-ping")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def setup(app: web.Application) -> None:
     if HUB not in app:
         raise RuntimeError("list channels.hub before channels.websocket")
     app.setdefault(HEARTBEAT, DEFAULT_HEARTBEAT)
     app.router.add_get("/ws/incidents/{incident}", websocket)
+    app.cleanup_ctx.append(_ping_all)

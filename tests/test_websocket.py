@@ -20,6 +20,7 @@ import channels.hub
 from broadcaster.app import create_app
 from broadcaster.appkeys import METRICS, STORE
 from broadcaster.settings import Settings
+from channels.websocket import HEARTBEAT
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 
 
@@ -310,3 +311,50 @@ async def test_invalid_utf8_text_closes_with_1007(client, editor):
         message = await ws.receive(timeout=TIMEOUT)
     assert message.type is WSMsgType.CLOSE
     assert message.data == 1007
+
+
+@pytest.fixture
+async def quick_ping_client(settings: Settings) -> AsyncIterator[TestClient]:
+    """The app pinging every WebSocket each 50 ms."""
+    app = create_app(settings)
+    app[HEARTBEAT] = 0.05
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
+        yield test_client
+
+
+async def test_pings_reap_silent_clients_and_spare_answering_ones(quick_ping_client):
+    """A client that never answers pings is dropped; one that answers stays connected."""
+    client = quick_ping_client
+    editor = bearer(await make_token(client, "editor"))
+    incident = await create_incident(client, editor)
+    path = f"/ws/incidents/{incident['id']}"
+    silent, received = await stalled_socket(client.port, path)
+    answering = await client.ws_connect(path)  # aiohttp answers pings while receiving
+    frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def read_answering() -> None:
+        async for message in answering:
+            frames.put_nowait(json.loads(message.data))
+
+    reader = asyncio.create_task(read_answering())
+    loop = asyncio.get_running_loop()
+    opcodes = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                chunk = await loop.sock_recv(silent, 65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            more, received = parse_frames(received)
+            opcodes.extend(opcode for opcode, _ in more)
+    silent.close()
+    assert 0x9 in opcodes  # it was pinged before being dropped
+    await post_entry(client, editor, incident["id"])
+    async with asyncio.timeout(TIMEOUT):
+        assert (await frames.get())["type"] == "hello"
+        assert (await frames.get())["entry"]["seq"] == 1
+    reader.cancel()
+    await answering.close()
