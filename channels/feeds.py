@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 FRESH = 1.0
 INCIDENT_LIMIT = 200
 GLOBAL_LIMIT = 50
-CACHE_SIZE = 512
+CACHE_SIZE = 256
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORMATS: dict[str, tuple[str, Callable[..., bytes]]] = {
     "atom": ("application/atom+xml", render_atom),

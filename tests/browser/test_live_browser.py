@@ -182,3 +182,17 @@ async def test_verify_reports_intact_then_tampering(server: LiveServer, browser:
     await expect(page.locator("#verify-result")).to_have_text(
         "发现篡改：第 2 条 正文与内容哈希不符"
     )
+
+
+async def test_falls_back_to_sse(server: LiveServer, browser: Browser) -> None:
+    """Where WebSocket is unavailable the page follows the timeline over Server-Sent Events."""
+    token = await server.token()
+    incident = await incident_with(server, token)
+    page = await browser.new_page(viewport=TALL)
+    await page.add_init_script("delete window.WebSocket")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    await page.goto(f"{server.url}/incidents/{incident['id']}")
+    await post(server, token, incident, body="经由 SSE 送达的通报")
+    await expect(page.locator("#e2 .body")).to_have_text("经由 SSE 送达的通报")
+    assert any("/events?after=1" in url for url in requests)
