@@ -33,6 +33,10 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = signer or Signer.load(settings.data_dir, settings.signing_key)
     store = store or SQLiteStore(settings.data_dir / "broadcaster.db", signer)
+    if bus is None and settings.redis_url:
+        from .redis_bus import RedisBus  # imported only in multi-node mode
+
+        bus = RedisBus(settings.redis_url)
     bus = bus or MemoryBus()
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[errors, security_headers]
