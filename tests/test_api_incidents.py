@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -22,8 +23,8 @@ async def test_create_answers_201_with_the_incident(
     found = await create_incident(
         client, editor, summary="**沿河**居民转移", area="崂山区", update_interval_minutes=60
     )
-    assert found["id"].isascii() and found["id"] == found["id"].lower()
-    assert found["code"].isupper() and 1 <= len(found["code"]) <= 8
+    assert re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", found["id"])
+    assert re.fullmatch(r"[A-Z0-9]{1,8}", found["code"])
     assert found["status"] == "active"
     assert found["head"] == {"seq": 0, "hash": chain.genesis_hash(found["id"])}
     assert found["created_by"] == {"name": "值班编辑", "department": "应急管理局"}
