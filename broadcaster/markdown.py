@@ -39,8 +39,9 @@ def _parser() -> MarkdownIt:
     return md
 
 
+@lru_cache(maxsize=4096)
 def render(body: str) -> str:
-    """Return sanitised HTML for ``body`` (markdown source)."""
+    """Return sanitised HTML for ``body`` (markdown source); cached, it is pure."""
     html = _parser().render(body)
     return nh3.clean(
         html,

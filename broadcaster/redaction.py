@@ -4,7 +4,7 @@
 ``{"basis": "政府信息公开条例第十五条", "reason": "..."}`` appends a ``redaction``
 entry (``"redacts": seq``, its body stating basis and reason) and, in the same
 transaction, records the redaction and DELETEs the redacted entry's row in
-``contents`` (body, salt, rendered HTML). The chained record is untouched, so
+``contents`` (body and salt). The chained record is untouched, so
 its ``content_hash`` and ``hash`` stay and ``verify`` passes; without the salt
 nobody can confirm a guess at the withheld text (a phone number, say).
 

@@ -37,8 +37,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE TABLE IF NOT EXISTS contents (
     content_hash TEXT PRIMARY KEY,
     salt TEXT NOT NULL,
-    body TEXT NOT NULL,
-    html TEXT NOT NULL
+    body TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS redactions (
     incident TEXT NOT NULL,

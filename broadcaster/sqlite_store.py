@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import chain
+from . import chain, markdown
 from .clock import format_ts, now, parse_ts
 from .db import Database
 from .errors import Conflict, NotFound, Unavailable
@@ -26,6 +26,15 @@ from .schema import CORE_SCHEMA
 from .signing import Signer
 from .timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
 
+#: Reads an entry with its content and redaction state; ``html`` is not stored
+#: but rendered from the hashed body on read (cached), so what pages show is
+#: always what ``verify`` checks.
+ENTRY_SELECT = (
+    "SELECT e.record, e.hash, c.salt, c.body, r.basis, r.posted_at, r.department"
+    " FROM entries e"
+    " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
+    " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
+)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _RECORD_KEYS = frozenset(chain.HASHED_FIELDS)
 
@@ -206,8 +215,8 @@ class SQLiteStore:
         posted_at = format_ts(now())
         entry = build_entry(row, head, new, actor, posted_at)
         conn.execute(
-            "INSERT INTO contents (content_hash, salt, body, html) VALUES (?, ?, ?, ?)",
-            (entry.record["content_hash"], entry.salt, entry.body, entry.html),
+            "INSERT INTO contents (content_hash, salt, body) VALUES (?, ?, ?)",
+            (entry.record["content_hash"], entry.salt, entry.body),
         )
         conn.execute(
             "INSERT INTO entries (incident, seq, kind, record, hash) VALUES (?, ?, ?, ?, ?)",
@@ -279,11 +288,7 @@ def read_entries(
 ) -> list[Entry]:
     """Read entries ``seq > after`` in order, joining content and redaction state."""
     rows = conn.execute(
-        "SELECT e.record, e.hash, c.salt, c.body, c.html, r.basis, r.posted_at, r.department"
-        " FROM entries e"
-        " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
-        " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
-        " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+        ENTRY_SELECT + " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
         (incident_id, after, -1 if limit is None else limit),
     ).fetchall()
     return [entry_from_row(row) for row in rows]
@@ -317,7 +322,7 @@ def entry_from_row(row: Mapping[str, Any]) -> Entry:
     if not isinstance(record, dict) or record.keys() != _RECORD_KEYS:
         raise Unavailable("a stored timeline record is damaged", code="timeline_damaged")
     if row["body"] is not None and row["basis"] is None:
-        return Entry(record, row["hash"], row["body"], row["salt"], row["html"])
+        return Entry(record, row["hash"], row["body"], row["salt"], markdown.render(row["body"]))
     if row["basis"] is not None:
         notice = redaction_notice(row["basis"], row["posted_at"], row["department"])
     else:

@@ -15,14 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.model import Entry
-from broadcaster.sqlite_store import entry_from_row
+from broadcaster.sqlite_store import ENTRY_SELECT, entry_from_row
 
-_SELECT = (
-    "SELECT e.record, e.hash, c.salt, c.body, c.html, r.basis, r.posted_at, r.department"
-    " FROM entries e"
-    " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
-    " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
-)
+_SELECT = ENTRY_SELECT
 #: Which entries count as key events: the first, status changes, corrections,
 #: redactions and every entry that moves a key figure. Editors have no "pin"
 #: flag in the contract, so this is derived from what the entry is.
