@@ -9,6 +9,8 @@ publishes at R messages per second for ``--seconds`` through the real API
 (``POST /api/incidents/{id}/entries``, durable: every 201 is fsynced) or
 nchan's publisher location. Each message body carries the poster's clock, so
 latency is publish (just before the POST) to receive, over every subscriber.
+Before the measured window, ``--warmup`` seconds of unmarked messages at the
+same rate let both servers settle after the connection burst.
 
 Reported per target: loss (messages a subscriber never got in order),
 latency p50/p99/max, deliveries per second, server CPU per delivered message
@@ -204,9 +206,9 @@ class Nchan(Target):
 
 
 async def measure(
-    target: Target, subscribers: int, rate: float, seconds: float, procs: int
+    target: Target, subscribers: int, rate: float, seconds: float, procs: int, warmup: float
 ) -> dict[str, Any]:
-    """Run one target through connect, idle, publish and drain; return its figures."""
+    """Run one target through connect, idle, warm-up, publish and drain; return its figures."""
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await target.start(session)
@@ -235,6 +237,11 @@ async def measure(
             connect_seconds = time.monotonic() - started
             await asyncio.sleep(2)
             rss_after = rss_bytes(target.pids())
+            # Unmarked messages first: the server settles (allocator, garbage
+            # collector after thousands of new connections) outside the window.
+            for _ in range(int(rate * warmup)):
+                await target.publish(session, "warm-up")
+                await asyncio.sleep(1 / rate)
 
             total = int(rate * seconds)
             load_before = os.getloadavg()[0]
@@ -358,6 +365,7 @@ async def main() -> None:
     parser.add_argument("--targets", default="broadcaster,nchan")
     parser.add_argument("--variant", default="direct", help="direct (shipped) or task")
     parser.add_argument("--rounds", type=int, default=3, help="alternate targets this often")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured messages")
     parser.add_argument("--json", help="also write every result to this file")
     args = parser.parse_args()
     nofile = raise_nofile()
@@ -383,7 +391,7 @@ async def main() -> None:
                 else:
                     variant = name.partition("[")[2].rstrip("]") or args.variant
                     target = Broadcaster(free_port(), variant)
-                row = await measure(target, n, r, args.seconds, args.procs)
+                row = await measure(target, n, r, args.seconds, args.procs, args.warmup)
                 frame_size = target.frame_size or frame_size
                 print(json.dumps(row), flush=True)
                 rows.setdefault(row["target"], []).append(row)

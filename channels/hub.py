@@ -50,6 +50,9 @@ from broadcaster.store import Store
 log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "incident:"
+#: A bus that reconnects by itself (Redis) may say so on this topic: messages
+#: may have been lost meanwhile, so every subscription re-reads the store.
+RESUBSCRIBED = "bus:resubscribed"
 #: Entries read from the store per backlog page.
 PAGE = 200
 #: Seconds a closed slow client may take to read what was already written.
@@ -328,6 +331,10 @@ class Hub:
                             subscription.resync()
                     failures = 0
                     async for topic, text in messages:
+                        if topic == RESUBSCRIBED:
+                            for subscription in self.all():
+                                subscription.resync()
+                            continue
                         message = Message.from_bus(topic, text)
                         if message is not None:
                             self.dispatch(message)

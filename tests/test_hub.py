@@ -13,7 +13,7 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, METRICS, STORE
 from broadcaster.bus import MemoryBus
 from broadcaster.bus import Message as BusMessage
-from channels.hub import HUB, Message, Subscription
+from channels.hub import HUB, RESUBSCRIBED, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
 from tests.test_websocket import entry_seqs
@@ -116,6 +116,22 @@ async def test_entries_lost_while_the_bus_was_down_arrive_after_it_returns(setti
             assert await entry_seqs(ws, 2) == [1, 2]
         assert await entry_events(sse, 2) == [1, 2]
         sse.close()
+
+
+async def test_a_bus_that_resubscribed_makes_clients_resync(settings):
+    """A ``bus:resubscribed`` message makes live clients re-read what the bus lost."""
+    bus = HoldingBus()
+    app = create_app(settings, bus=bus)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        editor = bearer(await make_token(client, "editor"))
+        incident = await create_incident(client, editor)
+        async with client.ws_connect(f"/ws/incidents/{incident['id']}") as ws:
+            await ws.receive_json(timeout=TIMEOUT)
+            bus.holding = True  # lost while the bus was reconnecting
+            await post_entry(client, editor, incident["id"])
+            bus.holding = False
+            await bus.publish(RESUBSCRIBED, "")
+            assert await entry_seqs(ws, 1) == [1]
 
 
 async def test_malformed_bus_messages_are_ignored(client, editor):
