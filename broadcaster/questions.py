@@ -208,7 +208,7 @@ async def answer(request: web.Request) -> web.Response:
     actor = await require(request, "editor")
     incident = await incident_or_404(request)
     fields = check_object(await read_object(request), ANSWER_FIELDS)
-    qid = request.match_info["qid"]
+    qid = request.match_info["question"]
     row = await request.app[DB].read(lambda c: _pending(c, incident["id"], qid))
     options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
     quoted = {"id": row["id"], "text": row["text"], "asked_at": row["asked_at"]}
@@ -249,7 +249,7 @@ async def dismiss(request: web.Request) -> web.Response:
     fields = check_object(await read_object(request), DISMISS_FIELDS)
     if not fields["reason"].strip():
         raise Unprocessable("say why in 'reason'", code="reason_required", field="reason")
-    qid = request.match_info["qid"]
+    qid = request.match_info["question"]
 
     def job(conn: sqlite3.Connection) -> dict[str, Any]:
         _pending(conn, incident["id"], qid)
@@ -274,5 +274,5 @@ def setup(app: web.Application) -> None:
     base = "/api/incidents/{incident}/questions"
     app.router.add_post(base, ask)
     app.router.add_get(base, list_questions)
-    app.router.add_post(base + "/{qid}/answer", answer)
-    app.router.add_post(base + "/{qid}/dismiss", dismiss)
+    app.router.add_post(base + "/{question}/answer", answer)
+    app.router.add_post(base + "/{question}/dismiss", dismiss)

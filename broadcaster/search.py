@@ -5,33 +5,39 @@ each append's transaction (so an entry is findable exactly when it is
 committed):
 
 - ``search_text`` (trigram tokenizer) stores the entry's visible text and its
-  incident's title. Any query term of 3 or more characters is a substring
-  match there, ranked by ``bm25``. Snippets are cut in Python from FTS5's
-  ``highlight()``: with trigrams ``snippet()`` counts a token per character
-  and often cuts a match in two at the end of its window.
+  incident's title. A query whose terms all have 3 or more characters is a
+  substring match there.
 - ``search_pairs`` (contentless, unicode61) holds every overlapping pair of
   letters/digits of the same text plus the last character of each run, so
-  terms of 1 or 2 characters (``山洪``, ``雨``) are substring matches too.
-  The trigram index cannot answer them, and SQLite 3.40's LIKE over a trigram
-  table silently finds nothing for two CJK characters (six UTF-8 bytes pass
-  its length test, no trigram matches), so the pairs index is not optional.
+  terms of 1 or 2 characters (``山洪``, ``雨``) are substring matches too: a
+  query with such a term goes there whole, longer terms as phrases of their
+  pairs. The trigram index cannot answer short terms, and SQLite 3.40's LIKE
+  over a trigram table silently finds nothing for two CJK characters (six
+  UTF-8 bytes pass its length test, no trigram matches).
 
-Terms are separated by white space and all must match (AND). Snippets are
-HTML: the text is escaped and matches are wrapped in ``<mark>``.
+Terms are separated by white space and all must match (AND). Ranking is
+``bm25`` (title weighs half the text) over the ``WINDOW`` most recent matches:
+FTS5 walks its doclists backwards and stops, so a term found in half of
+100,000 entries costs about as much as a rare one (bench/search.py); older
+matches beyond the window are not ranked. Snippets are cut and highlighted in
+Python, escaped, matches in ``<mark>``: with trigrams FTS5's ``snippet()``
+counts a token per character and often cuts a match in two.
 
 Redaction: the hook that sees a ``redaction`` entry removes the redacted
 entry from both indexes in that same transaction (``unindex``), and queries
-also skip any entry listed in ``redactions``, so withheld text is never found
-even if a redaction reached the database another way. FTS5 deletes leave
-"delete" markers until segments merge, and SQLite keeps freed pages unless
-``secure_delete`` is on: the withheld text leaves every public surface at
-once, but forensic removal from the file is the store's concern.
+skip any entry listed in ``redactions`` too, so withheld text is never found.
+FTS5 only marks deleted postings until segments merge, so after a redaction a
+background task merges both indexes step by step (``purge_step``, a bounded
+amount of work per write job so appends interleave) until the withheld
+text's postings are gone from the file as well.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
-import re
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -41,8 +47,12 @@ from aiohttp import web
 
 from .api.common import incident_or_404, json_response, query_int
 from .appkeys import DB, PUBLISHER
+from .db import Database
 from .errors import BadRequest
 from .model import Entry
+from .search_query import DEFAULT_LIMIT, clean_query, pairs, run_search
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_rows (
@@ -58,27 +68,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_pairs
 CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 MAX_QUERY = 200
-MAX_TERMS = 8
-DEFAULT_LIMIT = 20
-MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
-_RUN = re.compile(r"[^\W_]+")
-_MARKS = re.compile(f"[{MARK_OPEN}{MARK_CLOSE}]")
-SNIPPET_CHARS = 60
+PURGE_PAGES = 200
 
 
 def visible_text(entry_html: str) -> str:
-    """Return the text a reader sees in ``entry_html``, without our snippet markers."""
-    text = html.unescape(nh3.clean(entry_html, tags=set()))
-    return _MARKS.sub(" ", " ".join(text.split()))
-
-
-def pairs(text: str) -> str:
-    """Return the pair tokens of ``text``: each adjacent pair in a run, then its last char."""
-    tokens: list[str] = []
-    for run in _RUN.findall(text.lower()):
-        tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
-        tokens.append(run[-1])
-    return " ".join(tokens)
+    """Return the text a reader sees in ``entry_html``, white space collapsed."""
+    return " ".join(html.unescape(nh3.clean(entry_html, tags=set())).split())
 
 
 def index_entry(conn: sqlite3.Connection, title: str, entry: Entry) -> None:
@@ -88,8 +83,7 @@ def index_entry(conn: sqlite3.Connection, title: str, entry: Entry) -> None:
     text = visible_text(entry.html)
     question = entry.record.get("question")
     if isinstance(question, dict) and question.get("text"):
-        text = _MARKS.sub(" ", str(question["text"])) + " " + text
-    title = _MARKS.sub(" ", title)
+        text = str(question["text"]) + " " + text
     if not text.strip():
         return
     row_id = conn.execute(
@@ -151,110 +145,9 @@ def rebuild(conn: sqlite3.Connection) -> int:
     return count
 
 
-def _fts_string(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
-
-
-def parse_query(q: str) -> tuple[list[str], list[str], list[str]]:
-    """Split ``q`` into trigram phrases, pair-index tokens and the terms to highlight."""
-    long_terms: list[str] = []
-    short_tokens: list[str] = []
-    shown: list[str] = []
-    for term in q.split()[:MAX_TERMS]:
-        if len(term) >= 3:
-            long_terms.append(_fts_string(term))
-            shown.append(term)
-            continue
-        runs = _RUN.findall(term.lower())
-        short_tokens.extend(_fts_string(r) + ("*" if len(r) == 1 else "") for r in runs)
-        shown.extend(runs)
-    return long_terms, short_tokens, shown
-
-
-def _highlight(text: str, terms: list[str]) -> str:
-    """Escape ``text`` (which may hold snippet markers) and wrap ``terms`` in ``<mark>``."""
-    escaped = html.escape(text, quote=False)
-    escaped = escaped.replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>")
-    # Mark short terms (the trigram index knows nothing of them) outside existing marks.
-    parts = re.split(r"(<mark>.*?</mark>)", escaped)
-    for term in sorted({html.escape(t, quote=False) for t in terms}, key=len, reverse=True):
-        pattern = re.compile(re.escape(term), re.IGNORECASE)
-        parts = [
-            p if p.startswith("<mark>") else pattern.sub(lambda m: f"<mark>{m[0]}</mark>", p)
-            for p in parts
-        ]
-    return "".join(parts)
-
-
-def _window(text: str, terms: list[str]) -> str:
-    """Return about SNIPPET_CHARS characters of ``text`` around its first match, marks whole."""
-    first = text.find(MARK_OPEN)
-    if first < 0:
-        lowered = text.lower()
-        first = min((i for i in (lowered.find(t.lower()) for t in terms) if i >= 0), default=0)
-    start = max(0, first - SNIPPET_CHARS // 3)
-    end = start + SNIPPET_CHARS
-    opened = text.rfind(MARK_OPEN, start, end)
-    if opened > text.rfind(MARK_CLOSE, start, end):  # never cut a match in two
-        end = text.find(MARK_CLOSE, opened) + 1 or len(text)
-    cut = text[start:end]
-    return ("…" if start else "") + cut + ("…" if end < len(text) else "")
-
-
-def run_search(
-    conn: sqlite3.Connection, q: str, incident: str | None = None, limit: int = DEFAULT_LIMIT
-) -> list[dict[str, Any]]:
-    """Return the best ``limit`` matches for ``q`` (see the module docstring)."""
-    long_terms, short_tokens, shown = parse_query(q)
-    if not long_terms and not short_tokens:
-        return []
-    where = ["r.incident = :incident"] if incident else []
-    where.append(
-        "NOT EXISTS (SELECT 1 FROM redactions x WHERE x.incident = r.incident AND x.seq = r.seq)"
-    )
-    params: dict[str, Any] = {"incident": incident, "limit": limit}
-    if long_terms:
-        params["long"] = " AND ".join(long_terms)
-        if short_tokens:
-            params["short"] = " AND ".join(short_tokens)
-            where.append(
-                "t.rowid IN (SELECT rowid FROM search_pairs WHERE search_pairs MATCH :short)"
-            )
-        sql = (
-            "SELECT r.incident, r.seq, r.posted_at, i.title,"
-            f" highlight(search_text, 1, '{MARK_OPEN}', '{MARK_CLOSE}') AS snip"
-            " FROM search_text t JOIN search_rows r ON r.id = t.rowid"
-            " JOIN incidents i ON i.id = r.incident"
-            " WHERE search_text MATCH :long AND " + " AND ".join(where) +
-            " ORDER BY bm25(search_text, 0.5, 1.0) LIMIT :limit"
-        )  # fmt: skip
-    else:
-        params["short"] = " AND ".join(short_tokens)
-        sql = (
-            "SELECT r.incident, r.seq, r.posted_at, i.title, t.text AS snip"
-            " FROM search_pairs p JOIN search_rows r ON r.id = p.rowid"
-            " JOIN search_text t ON t.rowid = p.rowid JOIN incidents i ON i.id = r.incident"
-            " WHERE search_pairs MATCH :short AND " + " AND ".join(where) +
-            " ORDER BY bm25(search_pairs, 0.5, 1.0) LIMIT :limit"
-        )  # fmt: skip
-    results = []
-    for row in conn.execute(sql, params).fetchall():
-        results.append(
-            {
-                "incident": row["incident"],
-                "seq": row["seq"],
-                "title": row["title"],
-                "snippet": _highlight(_window(row["snip"], shown), shown),
-                "posted_at": row["posted_at"],
-                "url": f"/incidents/{row['incident']}/entries/{row['seq']}",
-            }
-        )
-    return results
-
-
 def read_query(request: web.Request) -> str:
     """Return the ``q`` parameter, refusing an empty or oversized one with 400."""
-    q = " ".join(request.query.get("q", "").split())
+    q = clean_query(request.query.get("q", ""))
     if not q:
         raise BadRequest("give a search text in 'q'", code="query_required", field="q")
     if len(q) > MAX_QUERY:
@@ -274,13 +167,72 @@ async def search(request: web.Request) -> web.Response:
     return json_response({"query": q, "results": results})
 
 
-async def _build_index(app: web.Application) -> AsyncIterator[None]:
+def purge_step(conn: sqlite3.Connection) -> bool:
+    """Merge a bounded share of both indexes; return True while there was work to do."""
+    worked = False
+    for table in ("search_text", "search_pairs"):
+        before = conn.total_changes
+        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('merge', -{PURGE_PAGES})")
+        worked |= conn.total_changes - before >= 2  # FTS5's documented "no work" signal
+    return worked
+
+
+class Purger:
+    """Merge the indexes after a redaction, off the redaction's own transaction."""
+
+    def __init__(self) -> None:
+        self.wanted = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def request(self) -> None:
+        """Ask for a purge; safe to call from the writer thread."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._want)
+
+    def _want(self) -> None:
+        self.idle.clear()
+        self.wanted.set()
+
+    async def run(self, db: Database) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            try:
+                while await db.write(purge_step):
+                    pass
+            except Exception:  # retried at the next redaction; queries are unaffected
+                log.exception("merging the search index after a redaction failed")
+            if not self.wanted.is_set():
+                self.idle.set()
+
+
+PURGER = web.AppKey("search_purger", Purger)
+
+
+async def _index_tasks(app: web.Application) -> AsyncIterator[None]:
     await app[DB].write(rebuild)
-    yield
+    purger = app[PURGER]
+    purger.loop = asyncio.get_running_loop()
+    task = asyncio.create_task(purger.run(app[DB]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def setup(app: web.Application) -> None:
+    purger = app[PURGER] = Purger()
+
+    def hook(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
+        search_hook(conn, incident, entry)
+        if entry.record.get("kind") == "redaction":
+            purger.request()
+
     app[DB].add_schema(SCHEMA)
-    app[PUBLISHER].hooks.append(search_hook)
-    app.cleanup_ctx.append(_build_index)
+    app[PUBLISHER].hooks.append(hook)
+    app.cleanup_ctx.append(_index_tasks)
     app.router.add_get("/api/search", search)

@@ -1,0 +1,229 @@
+"""Tests for search: Chinese substrings, English words, ranking, snippets, redaction, the page."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import jsonschema
+from aiohttp.test_utils import TestClient
+
+from broadcaster.api.ops import merged_openapi
+from broadcaster.appkeys import DB
+from broadcaster.search import PURGER, rebuild
+from broadcaster.search_query import run_search
+from tests.conftest import TIMEOUT, create_incident, post_entry
+
+FLOOD = "沙子口街道突发山洪，已转移群众3400人。"
+ROAD = "Road to Liuqing River reopened at 18:00; 道路抢通完毕。"
+MARKER = "WITHHELD-7f3a 张某某住沙子口"
+
+
+async def search(client: TestClient, q: str, **params: str) -> list[dict[str, Any]]:
+    response = await client.get("/api/search", params={"q": q, **params})
+    assert response.status == 200, await response.text()
+    return (await response.json())["results"]
+
+
+async def typhoon(client: TestClient, editor: dict[str, str]) -> str:
+    incident = await create_incident(client, editor, title="台风梅花防御")
+    await post_entry(client, editor, incident["id"], body=FLOOD)
+    await post_entry(client, editor, incident["id"], body=ROAD)
+    return incident["id"]
+
+
+async def test_two_character_chinese_substring(client: TestClient, editor: dict[str, str]) -> None:
+    """A two-character query finds the entry containing it, with the match highlighted."""
+    iid = await typhoon(client, editor)
+    results = await search(client, "山洪")
+    assert [(r["incident"], r["seq"]) for r in results] == [(iid, 1)]
+    hit = results[0]
+    assert hit["title"] == "台风梅花防御"
+    assert "<mark>山洪</mark>" in hit["snippet"]
+    entry = await (await client.get(f"/api/incidents/{iid}/entries/1")).json()
+    assert hit["posted_at"] == entry["posted_at"]
+
+
+async def test_one_three_and_four_character_chinese(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """Queries of one, three and four characters are substring matches too."""
+    await typhoon(client, editor)
+    assert [r["seq"] for r in await search(client, "洪")] == [1]
+    assert [r["seq"] for r in await search(client, "转移群众")] == [1]
+    assert [r["seq"] for r in await search(client, "抢通")] == [2]
+    assert "<mark>转移群众</mark>" in (await search(client, "转移群众"))[0]["snippet"]
+    assert await search(client, "泥石流") == []
+
+
+async def test_english_words_any_case(client: TestClient, editor: dict[str, str]) -> None:
+    """English words match whatever their case, alone or with Chinese terms (AND)."""
+    await typhoon(client, editor)
+    results = await search(client, "reopened")
+    assert [r["seq"] for r in results] == [2]
+    assert "<mark>reopened</mark>" in results[0]["snippet"]
+    assert [r["seq"] for r in await search(client, "LIUQING river")] == [2]
+    assert [r["seq"] for r in await search(client, "山洪 3400")] == [1]
+    assert await search(client, "山洪 river") == []
+
+
+async def test_incident_filter_and_ranking(client: TestClient, editor: dict[str, str]) -> None:
+    """?incident= keeps one incident's entries; the entry about the term ranks first."""
+    first = await typhoon(client, editor)
+    other = await create_incident(client, editor, title="李村河道巡查")
+    await post_entry(client, editor, other["id"], body="李村河上游出现小范围山洪，未造成人员伤亡。")
+    await post_entry(
+        client, editor, other["id"],
+        body="山洪预警：山洪沟道附近群众请远离。山洪可能再次发生。",
+    )  # fmt: skip
+    everywhere = await search(client, "山洪")
+    assert {(r["incident"], r["seq"]) for r in everywhere} == {(first, 1), (other["id"], 1),
+                                                               (other["id"], 2)}  # fmt: skip
+    assert (everywhere[0]["incident"], everywhere[0]["seq"]) == (other["id"], 2)
+    only = await search(client, "山洪", incident=first)
+    assert [(r["incident"], r["seq"]) for r in only] == [(first, 1)]
+    missing = await client.get("/api/search", params={"q": "山洪", "incident": "nope"})
+    assert missing.status == 404
+
+
+async def test_snippets_escape_the_text(client: TestClient, editor: dict[str, str]) -> None:
+    """Markup typed into an entry comes out escaped in the snippet; only <mark> is HTML."""
+    incident = await create_incident(client, editor, title="测试")
+    await post_entry(client, editor, incident["id"], body="注意 <script>alert(1)</script> 山洪")
+    snippet = (await search(client, "山洪"))[0]["snippet"]
+    assert "<script>" not in snippet
+    assert "&lt;/script&gt;" in snippet and "<mark>山洪</mark>" in snippet
+
+
+async def test_redacted_text_is_never_found(
+    client: TestClient, editor: dict[str, str], admin: dict[str, str]
+) -> None:
+    """After a redaction no query finds the withheld text; the other entries stay findable."""
+    iid = await typhoon(client, editor)
+    await post_entry(client, editor, iid, body=MARKER)
+    assert [r["seq"] for r in await search(client, "WITHHELD-7f3a")] == [3]
+    response = await client.post(
+        f"/api/incidents/{iid}/entries/3/redact",
+        json={"basis": "政府信息公开条例第十五条", "reason": "涉及个人隐私"},
+        headers=admin,
+    )
+    assert response.status == 201, await response.text()
+    for q in ("WITHHELD-7f3a", "7f3a", "张某", "张某某住", "某"):
+        assert all(r["seq"] != 3 for r in await search(client, q)), q
+        assert all("张某" not in r["snippet"] for r in await search(client, q)), q
+    assert [r["seq"] for r in await search(client, "山洪")] == [1]
+
+    def leftovers(conn: sqlite3.Connection) -> list[str]:
+        """Return the index tables whose raw pages still hold a character only the marker has."""
+        return [
+            table
+            for table in ("search_text_data", "search_pairs_data", "search_text_content")
+            if any("某".encode() in block for (block,) in conn.execute(
+                f"SELECT CAST({'block' if table.endswith('data') else 'c1'} AS BLOB) FROM {table}"
+            ))
+        ]  # fmt: skip
+
+    await asyncio.wait_for(client.app[PURGER].idle.wait(), TIMEOUT)
+    assert await client.app[DB].read(leftovers) == []
+
+
+async def test_answers_are_found_by_their_question(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """An answer entry is findable by the words of the question it quotes."""
+    incident = await create_incident(client, editor, title="测试")
+    asked = await client.post(
+        f"/api/incidents/{incident['id']}/questions", json={"text": "崂山隧道何时恢复通行？"}
+    )
+    qid = (await asked.json())["id"]
+    answer = await client.post(
+        f"/api/incidents/{incident['id']}/questions/{qid}/answer",
+        json={"body": "预计明日上午开放。"},
+        headers=editor,
+    )
+    assert answer.status == 201
+    assert [r["seq"] for r in await search(client, "隧道")] == [1]
+
+
+async def test_bad_queries(client: TestClient) -> None:
+    """An empty or oversized q answers 400 with its own code."""
+    for params, code in (({}, "query_required"), ({"q": "  "}, "query_required"),
+                         ({"q": "山" * 201}, "query_too_long")):  # fmt: skip
+        response = await client.get("/api/search", params=params)
+        assert (response.status, (await response.json())["error"]) == (400, code)
+    assert await search(client, '"*') == []
+    assert await search(client, 'NEAR( "山洪" OR x') == []
+    assert await search(client, "\x00;SS") == []  # a NUL would end an FTS5 string early
+
+
+async def test_rebuild_indexes_entries_written_before_the_index(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """A database whose index is empty is indexed in full once."""
+    await typhoon(client, editor)
+
+    def wipe(conn: sqlite3.Connection) -> None:
+        for table in ("search_rows", "search_text", "search_state"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("INSERT INTO search_pairs (search_pairs) VALUES ('delete-all')")
+
+    await client.app[DB].write(wipe)
+    assert await search(client, "山洪") == []
+    assert await client.app[DB].write(rebuild) == 2
+    assert await client.app[DB].write(rebuild) == 0
+    assert [r["seq"] for r in await client.app[DB].read(lambda c: run_search(c, "山洪"))] == [1]
+
+
+async def test_search_page(client: TestClient, editor: dict[str, str]) -> None:
+    """/search renders results with highlighted snippets, in Chinese and in English."""
+    iid = await typhoon(client, editor)
+    response = await client.get("/search", params={"q": "山洪"})
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    assert "<mark>山洪</mark>" in page and f"/incidents/{iid}/entries/1" in page
+    assert "找到 1 条相关通报" in page
+    english = await (await client.get("/search", params={"q": "泥石流", "lang": "en"})).text()
+    assert "Nothing matches." in english
+    empty = await client.get("/search")
+    assert empty.status == 200 and "<mark>" not in await empty.text()
+    unknown = await client.get("/search", params={"q": "山洪", "incident": "nope"})
+    assert unknown.status == 404 and unknown.content_type == "text/html"
+
+
+ACCOUNTABILITY_MODULES = {
+    "broadcaster.api.metrics_api", "broadcaster.figures_api", "broadcaster.questions",
+    "broadcaster.search", "channels.cap", "channels.search_page",
+}  # fmt: skip
+
+
+def conforms(instance: Any, schema: str) -> None:
+    """Validate ``instance`` against ``#/components/schemas/<schema>`` of the merged document."""
+    document = merged_openapi()
+    wrapper = {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
+    jsonschema.Draft202012Validator(wrapper).validate(instance)
+
+
+async def test_accountability_endpoints_are_documented_truly(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """Every route of this feature is in /api/openapi.json and real answers match its schemas."""
+    paths = merged_openapi()["paths"]
+    routes = [
+        (route.method.lower(), route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+        and getattr(route.handler, "__module__", "") in ACCOUNTABILITY_MODULES
+    ]  # fmt: skip
+    assert len(routes) == 10
+    assert [(m, p) for m, p in routes if m not in paths.get(p, {})] == []
+    iid = await typhoon(client, editor)
+    await post_entry(client, editor, iid, figures={"injured": 3})
+    asked = await client.post(f"/api/incidents/{iid}/questions", json={"text": "何时恢复供电？"})
+    conforms(await asked.json(), "QuestionAccepted")
+    conforms(await (await client.get(f"/api/incidents/{iid}/metrics")).json(), "Metrics")
+    conforms(await (await client.get(f"/api/incidents/{iid}/figures")).json(), "Figures")
+    listed = await client.get(f"/api/incidents/{iid}/questions", headers=editor)
+    conforms(await listed.json(), "QuestionList")
+    conforms(await (await client.get("/api/search", params={"q": "山洪"})).json(), "SearchResults")
