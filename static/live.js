@@ -15,6 +15,24 @@
   try { paused = localStorage.getItem("bc-paused") === "1"; } catch (x) { /* private mode */ }
 
   function fmt(s, o) { return s.replace(/\{(\w+)\}/g, function (m, k) { return o[k]; }); }
+  // A redacted entry's text leaves the page everywhere it appears: the
+  // timeline article and the key-events list (same label as the server's).
+  function withdraw(x) {
+    var gone = $("e" + x.seq), tmp = el("div");
+    tmp.innerHTML = x.html; // the server's redaction notice
+    if (gone) {
+      gone.querySelector(".body").innerHTML = x.html;
+      var figs = gone.querySelector(".efigs");
+      if (figs) figs.remove();
+      gone.classList.add("is-redacted");
+    }
+    document.querySelectorAll('.keys a[href$="#e' + x.seq + '"]').forEach(function (a) {
+      var t = a.querySelector("time");
+      a.textContent = "";
+      if (t) a.append(t, " ");
+      a.append((L.kinds[x.kind] || x.kind) + "：" + tmp.textContent.trim().slice(0, 40));
+    });
+  }
   function el(tag, cls, text) {
     var n = document.createElement(tag);
     if (cls) n.className = cls;
@@ -126,16 +144,10 @@
       n.append(link("#e" + e.seq, S.see_correction));
       target.insertBefore(n, target.querySelector("footer"));
     }
-    var gone = e.redacts && $("e" + e.redacts);
-    if (gone) {
+    if (e.redacts) {
       fetch("/api/incidents/" + encodeURIComponent(C.id) + "/entries/" + e.redacts)
         .then(function (r) { return r.json(); })
-        .then(function (x) {
-          gone.querySelector(".body").innerHTML = x.html; // the server's redaction notice
-          var figs = gone.querySelector(".efigs");
-          if (figs) figs.remove();
-          gone.classList.add("is-redacted");
-        });
+        .then(function (x) { withdraw(x); });
     }
     if (e.figures && !e.redacted) {
       Object.keys(e.figures).forEach(function (k) {

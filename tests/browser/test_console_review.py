@@ -166,11 +166,6 @@ async def test_acknowledging_findings_needs_a_reason(server: LiveServer, browser
     assert record["actor"]["name"] == "值班编辑"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="static/live.js swaps the redacted entry's body for the notice but leaves its line"
-    " in the key-events list (section.keys) until reload; the pages module must fix it",
-)
 async def test_open_live_page_drops_redacted_text(server: LiveServer, browser: Browser) -> None:
     """A reader's open live page replaces the redacted text with the notice, without reload."""
     editor = await person(server, "值班编辑", "editor")
