@@ -66,6 +66,9 @@ class Settings:
     sms_secret: str | None = field(default=None, repr=False)
     worker: bool = True
     metrics_public: bool = False
+    icp_filing: str = ""
+    police_filing: str = ""
+    site_code: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -131,6 +134,9 @@ class Settings:
             values["worker"] = _bool("WORKER", raw)
         if (raw := get("METRICS_PUBLIC")) is not None:
             values["metrics_public"] = _bool("METRICS_PUBLIC", raw)
+        for name in ("ICP_FILING", "POLICE_FILING", "SITE_CODE"):
+            if (raw := get(name)) is not None:
+                values[name.lower()] = raw.strip()
         values.update(overrides)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
