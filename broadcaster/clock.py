@@ -14,7 +14,12 @@ def format_ts(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # strftime's %Y does not zero-pad years before 1000 on glibc ("117-10-04").
+    return (
+        f"{moment.year:04d}"
+        + moment.strftime("-%m-%dT%H:%M:%S.")
+        + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def now_ts() -> str:
@@ -28,4 +33,7 @@ def parse_ts(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("z", "Z"))
     if value.tzinfo is None:
         raise ValueError("an RFC 3339 timestamp must name its offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
+        raise ValueError("the timestamp is out of range") from None
