@@ -27,6 +27,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from broadcaster.appkeys import DB, SETTINGS, STORE
+from broadcaster.errors import HTTPError
 from broadcaster.markdown import plain
 from broadcaster.model import Entry
 
@@ -158,6 +159,9 @@ def render_page(
 def html_errors(handler: Handler) -> Handler:
     """Wrap a page handler so that a ``PageError`` becomes an HTML error page.
 
+    Only for clients that accept HTML (browsers); others get the JSON error
+    every 4xx/5xx carries under the contract.
+
     A decorator rather than an app middleware, so the API and feeds do not pay
     for one more layer on every request.
     """
@@ -167,6 +171,11 @@ def html_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except PageError as exc:
+            if "text/html" not in request.headers.get("Accept", ""):
+                # Scripts and API clients get the contract's JSON error.
+                error = HTTPError(exc.message, code=exc.heading_key)
+                error.status = exc.status
+                raise error from None
             ctx = context(request)
             return render_page(
                 request,

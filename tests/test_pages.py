@@ -75,8 +75,22 @@ class Page(HTMLParser):
 
 
 async def get_html(client: TestClient, path: str, **headers: str) -> tuple[Any, str]:
-    response = await client.get(path, headers=headers)
+    """GET ``path`` as a browser does (asking for HTML)."""
+    response = await client.get(path, headers={"Accept": BROWSER_ACCEPT, **headers})
     return response, await response.text()
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+async def test_page_errors_are_json_for_non_browsers(client: TestClient) -> None:
+    """A client that does not ask for HTML gets the contract's JSON error from a page."""
+    response = await client.get("/incidents/no-such-thing", headers={"Accept": "*/*"})
+    assert response.status == 404
+    body = await response.json()
+    assert body["error"] == "not_found" and body["message"]
+    response, html = await get_html(client, "/incidents/no-such-thing")
+    assert response.status == 404 and response.content_type == "text/html"
 
 
 async def busy_incident(client: TestClient, editor: dict, entries: int = 30) -> dict[str, Any]:
