@@ -75,11 +75,12 @@ def is_page(operation: Any) -> bool:
 
 
 def error_is_json_with_code(ctx: Any, response: Response, case: Case) -> bool | None:
-    """Every 4xx/5xx answer is JSON with an ``error`` code and a ``message`` (pages: HTML)."""
+    """Every 4xx/5xx answer is JSON with an ``error`` code (pages: HTML if asked for HTML)."""
     if response.status_code < 400:
         return None
     ctype = response.headers.get("content-type", [""])[0]
-    if is_page(case.operation) and response.status_code < 500:
+    wants_html = "text/html" in (case.headers or {}).get("Accept", "")
+    if is_page(case.operation) and wants_html and response.status_code < 500:
         assert ctype.startswith("text/html"), f"page error {response.status_code} as {ctype}"
         return True
     assert ctype.startswith("application/json"), f"{response.status_code} as {ctype}"
