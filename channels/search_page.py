@@ -4,7 +4,9 @@ It runs the same query as ``GET /api/search`` (``broadcaster.search``) and
 renders through the pages' base template, so it looks like the rest of the
 site and works with JavaScript off. Snippets come from ``run_search``
 already escaped, with matches in ``<mark>``, and are the only markup passed
-through. Needs ``channels.pages`` (templates, static assets, the language
+through. Errors follow the pages' rule: an HTML page for browsers
+(``Accept: text/html``), the contract's JSON error for other clients. Needs
+``channels.pages`` (templates, static assets, the language
 rules), so it must be listed after it in ``BUILTIN_CHANNELS``.
 """
 
@@ -16,6 +18,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from broadcaster.appkeys import DB, STORE
+from broadcaster.errors import BadRequest
 from broadcaster.search import MAX_QUERY
 from broadcaster.search_query import DEFAULT_LIMIT, clean_query, run_search
 
@@ -59,6 +62,8 @@ async def search_page(request: web.Request) -> web.Response:
             raise PageError(404, "not_found", request.path)
         incident = {**found, "href": ctx.link(incident_path(found["id"]))}
     problem = strings["too_long"] if len(q) > MAX_QUERY else None
+    if problem and "text/html" not in request.headers.get("Accept", ""):
+        raise BadRequest(f"'q' is longer than {MAX_QUERY} characters", code="query_too_long")
     rows: list[dict[str, Any]] = []
     if q and problem is None:
         rows = await request.app[DB].read(

@@ -188,8 +188,13 @@ async def test_search_page(client: TestClient, editor: dict[str, str]) -> None:
     assert "Nothing matches." in english
     empty = await client.get("/search")
     assert empty.status == 200 and "<mark>" not in await empty.text()
-    unknown = await client.get("/search", params={"q": "山洪", "incident": "nope"})
+    html = {"Accept": "text/html"}
+    unknown = await client.get("/search", params={"q": "山洪", "incident": "nope"}, headers=html)
     assert unknown.status == 404 and unknown.content_type == "text/html"
+    too_long = await client.get("/search", params={"q": "山" * 201}, headers=html)
+    assert too_long.status == 400 and "关键词过长" in await too_long.text()
+    scripted = await client.get("/search", params={"q": "山" * 201})
+    assert (await scripted.json())["error"] == "query_too_long"
 
 
 ACCOUNTABILITY_MODULES = {
