@@ -5,23 +5,44 @@ enough to store them safely (no password stretching is needed for random
 secrets) and lets a request be authenticated by one indexed lookup. The found
 row's hash is compared again with ``hmac.compare_digest`` so that no timing
 difference depends on how much of a guessed token is right.
+
+Guessing is also slowed per client address: after ``FAILED_LIMIT`` unknown
+or revoked tokens within ``FAILED_WINDOW`` seconds, every token presented
+from that address is refused with 429 ``too_many_failed_logins`` (and a
+``Retry-After``) until the oldest failure leaves the window, valid ones too,
+so a guess that happens to be right is not revealed. The count lives in this
+process (each node limits on its own) and is keyed by the peer address
+aiohttp sees: behind a reverse proxy that is the proxy, so limit there as
+well. The trade-off: people sharing one address (an office NAT) with someone
+guessing are locked out with them for a few minutes; reading stays public.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import secrets
 import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
 
 from aiohttp import web
 
 from .clock import format_ts, now
 from .db import Database
-from .errors import Forbidden, Unauthorized, Unprocessable
+from .errors import Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from .model import ROLES, Actor
 
+log = logging.getLogger(__name__)
 TOKEN_PREFIX = "bct_"
+#: Failed token checks allowed per client address within ``FAILED_WINDOW`` seconds.
+FAILED_LIMIT = 20
+FAILED_WINDOW = 300.0
+#: Addresses remembered at most; the oldest is forgotten first (bounded memory).
+FAILED_ADDRESSES = 10_000
 
 
 def hash_token(token: str) -> str:
@@ -32,11 +53,49 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+class FailedLogins:
+    """Count failed token checks per client address in a sliding window."""
+
+    def __init__(
+        self,
+        limit: int = FAILED_LIMIT,
+        window: float = FAILED_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, address: str) -> float:
+        """Return the seconds ``address`` must wait before its next try (0: go ahead)."""
+        times = self._failures.get(address)
+        if times is None:
+            return 0.0
+        moment = self.clock()
+        while times and times[0] <= moment - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return 0.0
+        return times[0] + self.window - moment if len(times) >= self.limit else 0.0
+
+    def failed(self, address: str) -> None:
+        times = self._failures.pop(address, None) or deque(maxlen=self.limit)
+        self._failures[address] = times  # re-inserted: the dict keeps recent addresses last
+        times.append(self.clock())
+        if len(times) == self.limit:
+            log.warning("%d failed token checks from %s: refusing it for now", self.limit, address)
+        while len(self._failures) > FAILED_ADDRESSES:
+            del self._failures[next(iter(self._failures))]
+
+
 class Tokens:
     """Create, look up and revoke tokens."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.failures = FailedLogins()
 
     async def create(self, name: str, department: str, role: str) -> tuple[int, str]:
         if role not in ROLES:
@@ -93,8 +152,19 @@ async def optional_actor(request: web.Request) -> Actor | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use 'Authorization: Bearer <token>'", code="bad_authorization")
-    actor = await request.app[TOKENS].lookup(token.strip())
+    tokens = request.app[TOKENS]
+    address = request.remote or ""
+    wait = tokens.failures.retry_after(address)
+    if wait > 0:
+        refused = TooManyRequests(
+            "too many failed token checks from this address; try again later",
+            code="too_many_failed_logins",
+        )
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        raise refused
+    actor = await tokens.lookup(token.strip())
     if actor is None:
+        tokens.failures.failed(address)
         raise Unauthorized("the token is unknown or revoked", code="invalid_token")
     return actor
 
