@@ -29,6 +29,23 @@ EXTRA_COMMANDS: tuple[str, ...] = (
 )
 
 
+#: aiohttp's limits for ``serve`` (docs/reliability.md). A connection that has
+#: not completed a request within ``keepalive_timeout`` seconds is closed: that
+#: ends slowloris clients trickling headers (aiohttp has no separate header
+#: timeout) and idle keep-alives, and stays above nginx's 60 s upstream
+#: keep-alive so a proxy never reuses a connection we just closed. A request
+#: line or header over 8 KiB, or over 100 headers, is refused with 400 and the
+#: connection closed; bodies are capped by ``BROADCASTER_MAX_BODY_BYTES``. The
+#: listen backlog absorbs a reconnect storm of thousands of clients at once.
+SERVE_LIMITS: dict[str, Any] = {
+    "keepalive_timeout": 75.0,
+    "max_line_size": 8190,
+    "max_field_size": 8190,
+    "max_headers": 100,
+    "backlog": 2048,
+}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("data_dir", "host", "port", "public_url"):
@@ -68,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print=None,
         handle_signals=True,
         access_log=None,
+        **SERVE_LIMITS,
     )
     return 0
 
@@ -90,6 +108,36 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     print(asyncio.run(run()))
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from .db import Database
+    from .errors import HTTPError
+    from .schema import CORE_SCHEMA
+    from .tokens_api import revoke_offline
+
+    settings = _settings(args)
+    try:
+        token = revoke_offline(
+            Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA]), args.id
+        )
+    except HTTPError as exc:
+        print(f"broadcaster: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"revoked token {token['id']} ({token['name']}, {token['role']})")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from .db import Database
+    from .schema import CORE_SCHEMA
+    from .tokens_api import list_offline
+
+    settings = _settings(args)
+    for token in list_offline(Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA])):
+        state = "active" if token["active"] else f"revoked {token['revoked_at']}"
+        print(f"{token['id']}\t{token['role']}\t{token['name']}\t{token['department']}\t{state}")
     return 0
 
 
@@ -145,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=("admin", "reviewer", "editor"))
     create.add_argument("--data-dir", dest="data_dir")
     create.set_defaults(func=cmd_token_create)
+    revoke = token_sub.add_parser("revoke", help="revoke a token at once (by its id)")
+    revoke.add_argument("id", type=int)
+    revoke.add_argument("--data-dir", dest="data_dir")
+    revoke.set_defaults(func=cmd_token_revoke)
+    listing = token_sub.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--data-dir", dest="data_dir")
+    listing.set_defaults(func=cmd_token_list)
 
     verify = sub.add_parser("verify", help="check a published timeline end to end")
     verify.add_argument("base_url", nargs="?")
