@@ -1,9 +1,20 @@
-"""Turn every error into the contract's JSON and put security headers on every answer."""
+"""Turn every error into the contract's JSON and put security headers on every answer.
+
+Every response, errors included, gets the ``SECURITY_HEADERS``; HTML pages
+also get the strict ``CSP`` (no inline script or style, no framing, no
+plugins). CORS: ``Access-Control-Allow-Origin: *`` goes only on GET and HEAD
+answers of the public read endpoints (``_CORS_READ``: the incidents API,
+search, OpenAPI, feeds, CAP and the signing keys), so any site can show the
+timeline; it is stripped from everything else, and preflight ``OPTIONS``
+requests are refused (405, no CORS headers), so no other origin's script can
+send a write, or a request carrying a bearer token, from a browser.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -35,6 +46,39 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 
+#: Public read endpoints any origin may read (GET/HEAD only).
+_CORS_READ = re.compile(
+    r"^/(?:api/(?:incidents|search|openapi\.json)(?:/|$)|\.well-known/"
+    r"|feed\.(?:atom|rss|json)$"
+    r"|incidents/[^/]+/(?:feed\.(?:atom|rss|json)|cap\.xml|entries/[^/]+/cap\.xml)$)"
+)
+#: Reads under those prefixes that only staff may make.
+_CORS_PRIVATE = re.compile(r"^/api/incidents/[^/]+/sms$")
+
+
+def cors_readable(method: str, path: str) -> bool:
+    """Tell whether other origins may read this answer (public GET/HEAD endpoints only)."""
+    return (
+        method in ("GET", "HEAD")
+        and _CORS_READ.match(path) is not None
+        and _CORS_PRIVATE.match(path) is None
+    )
+
+
+def secure(request: web.Request, response: web.StreamResponse) -> None:
+    """Add the security headers and apply the CORS policy, unless already sent."""
+    if response.prepared:
+        return
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.headers.get("Content-Type", "").startswith("text/html"):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+    if cors_readable(request.method, request.path):
+        response.headers.setdefault("Access-Control-Allow-Origin", "*")
+        response.headers.setdefault("Access-Control-Expose-Headers", "ETag")
+    else:
+        response.headers.pop("Access-Control-Allow-Origin", None)
+
 
 def error_response(
     status: int, body: dict[str, object], headers: dict[str, str] | None = None
@@ -46,6 +90,12 @@ def error_response(
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await _errors(request, handler)
+    secure(request, response)  # error answers never pass through ``security_headers``
+    return response
+
+
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HTTPError as exc:
@@ -69,10 +119,5 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    if not response.prepared:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        ctype = response.headers.get("Content-Type", "")
-        if ctype.startswith("text/html"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+    secure(request, response)
     return response
