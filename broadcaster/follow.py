@@ -72,7 +72,7 @@ def format_entry(entry: dict[str, Any]) -> str:
 
 def backoff(attempt: int, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> float:
     """Return a delay for reconnect ``attempt`` (0-based): full jitter under a doubling cap."""
-    return random.uniform(0, min(cap, first * 2**attempt))
+    return random.uniform(0, min(cap, first * 2 ** min(attempt, 30)))
 
 
 async def follow(

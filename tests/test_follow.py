@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from broadcaster.app import create_app
 from broadcaster.auth import TOKENS
-from broadcaster.follow import CannotFollow, follow, format_entry, plain_text, ws_url
+from broadcaster.follow import CannotFollow, backoff, follow, format_entry, plain_text, ws_url
 from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
@@ -142,6 +142,13 @@ def test_entry_line_has_no_tags_or_control_characters():
     assert line.startswith("#4  ")
     assert "correction  气象台 [2J  更正：12人 ]0;pwned 第二段" in line
     assert plain_text("a &lt;b&gt; &amp; c") == "a <b> & c"
+
+
+def test_backoff_has_full_jitter_under_a_cap():
+    """Reconnect delays spread between 0 and a doubling cap, even after days of retries."""
+    assert all(0 <= backoff(0) <= 0.5 for _ in range(50))
+    assert max(backoff(3) for _ in range(200)) > 2  # the cap doubled to 4 s
+    assert all(0 <= backoff(100_000) <= 30 for _ in range(50))
 
 
 def test_ws_url_maps_schemes_and_keeps_the_path():
