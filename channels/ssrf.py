@@ -20,6 +20,7 @@ reads them differently, so no check of ours could be sure what they mean.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -34,6 +35,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+RESOLVE_TIMEOUT = 5.0
 
 
 class Refused(ValueError):
@@ -187,9 +189,10 @@ async def check_registration(guard: Guard, url: str, resolver: AbstractResolver 
         return parsed
     inner = resolver or ThreadedResolver()
     try:
-        results: list[Any] = await inner.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
-    except OSError as exc:
-        raise Refused(f"{host} does not resolve: {exc}", "url_unresolvable") from exc
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            results: list[Any] = await inner.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
+    except (OSError, TimeoutError) as exc:
+        raise Refused(f"{host} does not resolve: {exc or 'timeout'}", "url_unresolvable") from exc
     finally:
         if resolver is None:
             await inner.close()

@@ -296,9 +296,9 @@ async def test_admins_see_counts_and_masked_numbers_only(
 
 
 async def test_no_gateway_means_sms_endpoints_say_so(tmp_path: Path) -> None:
-    """Without BROADCASTER_SMS_GATEWAY the inbound endpoint answers 503 sms_disabled."""
+    """Without BROADCASTER_SMS_GATEWAY the SMS endpoints answer 404 sms_disabled."""
     settings = Settings.from_env({}, data_dir=tmp_path / "plain")
     async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
         response = await client.get("/sms/inbound", params={"from": PHONE, "text": "TD"})
-        assert response.status == 503
+        assert response.status == 404
         assert (await response.json())["error"] == "sms_disabled"

@@ -1,4 +1,4 @@
-"""Word the SMS replies to residents' commands, in Simplified Chinese or English.
+"""Word the SMS replies to residents' commands (zh-CN or English), and limit how often.
 
 Each reply carries the sender signature (``【…】``, required on Chinese
 commercial SMS) and stays within two UCS-2 segments with a 20-character
@@ -7,11 +7,15 @@ title; the incident's title is shortened like entry SMS titles are.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from broadcaster.settings import Settings
 
 from .delivery import short_title
+
+#: At most this many messages per number per window get an answer (or subscribe).
+RATE_COUNT, RATE_WINDOW = 5, 600.0
 
 REPLIES = {
     "zh-CN": {
@@ -42,3 +46,19 @@ def reply_text(settings: Settings, key: str, values: dict[str, Any]) -> str:
         values = {**values, "title": short_title(str(values["title"]))}
     signature = settings.sms_signature.strip("【】")
     return f"【{signature}】" + texts[key].format(**values)
+
+
+class RecentSenders:
+    """Count each number's recent messages in memory (kept off disk: numbers are personal)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}
+
+    def allow(self, number: str) -> bool:
+        moment = time.monotonic()
+        if len(self._seen) > 50_000:
+            self._seen = {k: v for k, v in self._seen.items() if v[-1] > moment - RATE_WINDOW}
+        recent = [t for t in self._seen.get(number, []) if t > moment - RATE_WINDOW]
+        recent.append(moment)
+        self._seen[number] = recent
+        return len(recent) <= RATE_COUNT

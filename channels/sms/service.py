@@ -14,8 +14,8 @@ secret is set, by a loopback peer that did not come through a proxy; the
 signed JSON gateway signs its callbacks instead. Gateways retry, so inbound
 messages are de-duplicated on ``msgid`` and reports are applied monotonically
 (``delivered`` is never downgraded; unknown ids answer 200 and change
-nothing). Replies are limited to ``RATE_COUNT`` per number per
-``RATE_WINDOW`` seconds; an unsubscribe always takes effect.
+nothing). Replies are rate-limited per number (``replies.RecentSenders``);
+an unsubscribe always takes effect.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from aiohttp import web
 from broadcaster.api.common import incident_or_404, json_response
 from broadcaster.appkeys import DB, SETTINGS
 from broadcaster.auth import require
-from broadcaster.errors import BadRequest, Unauthorized, Unavailable, Unprocessable
+from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
 
 from ..outbox import enqueue, outbox_of
@@ -40,11 +40,10 @@ from .commands import parse
 from .delivery import CHANNEL, ENTRY_EVENT, SmsSender, gateway_from_url
 from .kannel import parse_dlr
 from .numbers import mask, normalize
-from .replies import reply_text
+from .replies import RecentSenders, reply_text
 from .signed_json import DLR_STATUSES, SignedJsonGateway
 
 MAX_SUBSCRIBERS = 100_000
-RATE_COUNT, RATE_WINDOW = 5, 600.0
 KANNEL_DLR = {1: "delivered", 2: "undelivered", 4: "buffered", 8: "accepted", 16: "undelivered"}
 RANK = {"pending": 0, "dead": 0, "queued": 1, "accepted": 2, "buffered": 3}
 RANK |= {"undelivered": 4, "delivered": 5}
@@ -83,22 +82,6 @@ def enqueue_sms(conn: sqlite3.Connection, incident: Any, entry: Entry) -> int:
     return cur.rowcount
 
 
-class RecentSenders:
-    """Count each number's recent messages in memory (kept off disk: numbers are personal)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, list[float]] = {}
-
-    def allow(self, number: str) -> bool:
-        moment = time.monotonic()
-        if len(self._seen) > 50_000:
-            self._seen = {k: v for k, v in self._seen.items() if v[-1] > moment - RATE_WINDOW}
-        recent = [t for t in self._seen.get(number, []) if t > moment - RATE_WINDOW]
-        recent.append(moment)
-        self._seen[number] = recent
-        return len(recent) <= RATE_COUNT
-
-
 RECENT = web.AppKey("sms_recent_senders", RecentSenders)
 GATEWAY = web.AppKey("sms_gateway", object)
 
@@ -134,9 +117,13 @@ async def callback_params(request: web.Request) -> dict[str, Any]:
         except ValueError as exc:
             raise Unauthorized(str(exc), code="gateway_signature") from None
     authenticate(request)
-    if request.method == "POST":
-        return {**request.query, **(await request.post())}
-    return dict(request.query)
+    if request.method == "GET":
+        return dict(request.query)
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise UnsupportedMedia(
+            "send a form, a signed JSON body or use GET", code="unsupported_media_type"
+        )
+    return {**request.query, **(await request.post())}
 
 
 def _string(params: dict[str, Any], name: str, limit: int) -> str:
@@ -153,7 +140,7 @@ def _string(params: dict[str, Any], name: str, limit: int) -> str:
 async def inbound(request: web.Request) -> web.Response:
     """Handle a resident's text: subscribe, unsubscribe or help, confirmed by SMS."""
     if request.app[GATEWAY] is None:
-        raise Unavailable("no SMS gateway is configured", code="sms_disabled")
+        raise NotFound("no SMS gateway is configured", code="sms_disabled")
     params = await callback_params(request)
     msgid = _string(params, "msgid", 128)
     text = _string(params, "text", 1000)
@@ -231,7 +218,7 @@ def act(
 async def delivery_report(request: web.Request) -> web.Response:
     """Apply a delivery report; a state never goes back, unknown ids change nothing."""
     if request.app[GATEWAY] is None:
-        raise Unavailable("no SMS gateway is configured", code="sms_disabled")
+        raise NotFound("no SMS gateway is configured", code="sms_disabled")
     params = await callback_params(request)
     if "status" in params:
         message_id, state = params.get("message_id"), DLR_STATUSES.get(params["status"])
