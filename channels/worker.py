@@ -136,7 +136,10 @@ class Worker:
             return []
         per_target = {c: s.per_target for c, s in self.outbox.senders.items()}
         claimed = await self.db.write(
-            partial(claim, free=free, per_target=per_target, busy=self.busy, lease=self.lease)
+            # a copy: the job runs on the writer thread while tasks finish here
+            partial(
+                claim, free=free, per_target=per_target, busy=Counter(self.busy), lease=self.lease
+            )
         )
         for delivery in claimed:
             self.inflight[delivery.channel] += 1

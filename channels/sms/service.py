@@ -37,7 +37,7 @@ from broadcaster.model import Entry
 
 from ..outbox import enqueue, outbox_of
 from .commands import parse
-from .delivery import CHANNEL, ENTRY_EVENT, SmsSender, gateway_from_url
+from .delivery import CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
 from .kannel import parse_dlr
 from .numbers import mask, normalize
 from .replies import RecentSenders, reply_text
@@ -166,7 +166,8 @@ async def inbound(request: web.Request) -> web.Response:
         reply = act(conn, command.action, command.code, number)
         if allowed:
             payload = json.dumps({"to": number, "text": reply_text(settings, *reply)})
-            enqueue(conn, CHANNEL, 0, "sms.reply", "", int(cur.lastrowid or 0), payload)
+            inbound_id = int(cur.lastrowid or 0)  # the target too: replies need not queue in line
+            enqueue(conn, CHANNEL, inbound_id, REPLY_EVENT, "", inbound_id, payload)
 
     await request.app[DB].write(job)
     outbox_of(request.app).notify()
