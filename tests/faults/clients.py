@@ -92,9 +92,10 @@ class Connection(asyncio.Protocol):
 class Follower:
     """Follow one incident until stopped, reconnecting with ``after=`` the last seq."""
 
-    def __init__(self, port: int, incident: str, pause: float = 0.5) -> None:
+    def __init__(self, port: int, incident: str, pause: float = 0.5, after: int = 0) -> None:
         self.port = port
         self.incident = incident
+        self.after = after
         self.pause = pause
         self.seqs = array("i")
         self.connects = 0
@@ -105,7 +106,7 @@ class Follower:
 
     @property
     def last(self) -> int:
-        return self.seqs[-1] if self.seqs else 0
+        return self.seqs[-1] if self.seqs else self.after
 
     def got(self, seq: int) -> None:
         self.seqs.append(seq)
@@ -144,5 +145,6 @@ class Follower:
 
 
 def gapless(follower: Follower, head: int) -> bool:
-    """Tell whether ``follower`` got exactly seqs 1..head, once each, in order."""
-    return len(follower.seqs) == head and list(follower.seqs) == list(range(1, head + 1))
+    """Tell whether ``follower`` got exactly seqs after..head, once each, in order."""
+    expected = range(follower.after + 1, head + 1)
+    return len(follower.seqs) == len(expected) and list(follower.seqs) == list(expected)
