@@ -211,8 +211,10 @@ async def answer(request: web.Request) -> web.Response:
     qid = request.match_info["question"]
     row = await request.app[DB].read(lambda c: _pending(c, incident["id"], qid))
     options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
-    quoted = {"id": row["id"], "text": row["text"], "asked_at": row["asked_at"]}
-    new = NewEntry(kind="answer", question=quoted, **fields)
+    # The question is quoted in the body, not in the chained record, so that a
+    # redaction of the answer withdraws the quoted text too.
+    fields["body"] = quote(row["text"]) + "\n\n" + fields["body"]
+    new = NewEntry(kind="answer", question={"id": row["id"], "asked_at": row["asked_at"]}, **fields)
     publisher = request.app[PUBLISHER]
     new = publisher.review(new, options, actor)
 
@@ -268,8 +270,25 @@ async def dismiss(request: web.Request) -> web.Response:
     return json_response(await request.app[DB].write(job))
 
 
+def quote(text: str) -> str:
+    """Return ``text`` as a markdown block quote, escaped so it renders as plain text."""
+    escaped = "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~" else c for c in text)
+    return "\n".join("> " + line for line in escaped.splitlines() or [""])
+
+
+def withdraw_redacted_question(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
+    """When an answer is redacted, withdraw its question's text from the public list too."""
+    if entry.record["kind"] != "redaction":
+        return
+    conn.execute(
+        "UPDATE questions SET text = '' WHERE incident = ? AND answer_seq = ?",
+        (entry.incident, entry.record["redacts"]),
+    )
+
+
 def setup(app: web.Application) -> None:
     app[DB].add_schema(SCHEMA)
+    app[PUBLISHER].hooks.append(withdraw_redacted_question)
     app[QUESTION_LIMITER] = TokenBucket()
     base = "/api/incidents/{incident}/questions"
     app.router.add_post(base, ask)

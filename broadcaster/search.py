@@ -81,9 +81,6 @@ def index_entry(conn: sqlite3.Connection, title: str, entry: Entry) -> None:
     if entry.redacted:
         return
     text = visible_text(entry.html)
-    question = entry.record.get("question")
-    if isinstance(question, dict) and question.get("text"):
-        text = str(question["text"]) + " " + text
     if not text.strip():
         return
     row_id = conn.execute(

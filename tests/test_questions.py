@@ -74,7 +74,8 @@ async def test_answer_arrives_over_websocket_quoting_the_question(
     live = frame.json()
     assert live == {"type": "entry", "entry": posted}
     assert posted["kind"] == "answer" and posted["seq"] == 2
-    assert posted["question"] == {"id": qid, "text": QUESTION, "asked_at": asked_at}
+    assert posted["question"] == {"id": qid, "asked_at": asked_at}
+    assert posted["body"].startswith("> ") and QUESTION in posted["html"]
     public = await questions(client, iid)
     assert [(q["id"], q["status"], q["answer_seq"]) for q in public["questions"]] == [
         (qid, "answered", 2)
@@ -200,3 +201,30 @@ def test_token_bucket_refills_over_time() -> None:
     bucket.take("b")
     bucket.take("c")  # over max_keys: "a", the longest idle, is forgotten (a full bucket again)
     assert bucket.take("a") == 0 and bucket.take("a") == 0
+
+
+async def test_redacting_an_answer_withdraws_the_quoted_question(
+    client: TestClient, editor: dict[str, str], admin: dict[str, str]
+) -> None:
+    """The quoted question leaves the answer and the public list when the answer is redacted."""
+    incident = await create_incident(client, editor)
+    iid = incident["id"]
+    marker = "王家巷七号的张阿姨联系不上"
+    qid = await asked(client, iid, text=marker + "，请帮忙找找？")
+    response = await client.post(
+        f"/api/incidents/{iid}/questions/{qid}/answer",
+        json={"body": "已转交社区网格员。"},
+        headers=editor,
+    )
+    assert response.status == 201, await response.text()
+    seq = (await response.json())["seq"]
+    redacted = await client.post(
+        f"/api/incidents/{iid}/entries/{seq}/redact",
+        json={"basis": "政府信息公开条例第十五条", "reason": "涉及个人信息"},
+        headers=admin,
+    )
+    assert redacted.status == 201, await redacted.text()
+    entry = await (await client.get(f"/api/incidents/{iid}/entries/{seq}")).text()
+    public = await (await client.get(f"/api/incidents/{iid}/questions")).text()
+    assert marker not in entry
+    assert marker not in public
