@@ -33,11 +33,12 @@ from .api.common import incident_or_404, json_response, remote_of
 from .appkeys import DB, PUBLISHER
 from .auth import optional_actor, require
 from .clock import now_ts, parse_ts
+from .drafts import approval_required, hold
 from .errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from .fields import Field, check_object
 from .jsonbody import read_object
 from .model import Entry, NewEntry
-from .review import review_hooks, review_text
+from .review import outcome_of, review_hooks, review_text
 from .sqlite_store import audit_row
 
 SCHEMA = """
@@ -217,25 +218,14 @@ async def answer(request: web.Request) -> web.Response:
     new = NewEntry(kind="answer", question={"id": row["id"], "asked_at": row["asked_at"]}, **fields)
     publisher = request.app[PUBLISHER]
     new = publisher.review(new, options, actor)
-
-    def still_pending(conn: sqlite3.Connection, _incident: Any, _new: NewEntry) -> None:
-        _pending(conn, incident["id"], qid)  # another editor may have been quicker
-
-    def mark_answered(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
-        conn.execute(
-            "UPDATE questions SET status = 'answered', handled_at = ?, handled_by = ?,"
-            " answer_seq = ? WHERE id = ?",
-            (entry.record["posted_at"], json.dumps(actor.public(), ensure_ascii=False),
-             entry.seq, qid),
-        )  # fmt: skip
-
+    remote = remote_of(request)
+    if await approval_required(request.app, incident["id"]):  # two-person review
+        held = await hold(
+            request.app, incident["id"], new, actor, outcome=outcome_of(options), remote=remote
+        )
+        return json_response(held, status=202, headers={"Location": held["url"]})
     entry, _ = await publisher.append(
-        incident["id"],
-        new,
-        actor,
-        remote=remote_of(request),
-        checks=(still_pending,),
-        hooks=(mark_answered, *review_hooks(options, actor, remote_of(request))),
+        incident["id"], new, actor, remote=remote, hooks=review_hooks(options, actor, remote)
     )
     return web.Response(
         text=entry.to_json(),
@@ -276,6 +266,25 @@ def quote(text: str) -> str:
     return "\n".join("> " + line for line in escaped.splitlines() or [""])
 
 
+def answer_still_pending(conn: sqlite3.Connection, incident: Any, new: NewEntry) -> None:
+    """Refuse an answer (or an answer draft) to a question that is no longer pending."""
+    if new.kind == "answer" and new.question:
+        _pending(conn, incident["id"], new.question["id"])
+
+
+def mark_answered(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
+    """Mark the question answered in the transaction that appends its answer."""
+    question = entry.record["question"]
+    if entry.record["kind"] != "answer" or not question:
+        return
+    conn.execute(
+        "UPDATE questions SET status = 'answered', handled_at = ?, handled_by = ?,"
+        " answer_seq = ? WHERE id = ?",
+        (entry.record["posted_at"], json.dumps(entry.record["author"], ensure_ascii=False),
+         entry.seq, question["id"]),
+    )  # fmt: skip
+
+
 def withdraw_redacted_question(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
     """When an answer is redacted, withdraw its question's text from the public list too."""
     if entry.record["kind"] != "redaction":
@@ -288,7 +297,8 @@ def withdraw_redacted_question(conn: sqlite3.Connection, _incident: Any, entry: 
 
 def setup(app: web.Application) -> None:
     app[DB].add_schema(SCHEMA)
-    app[PUBLISHER].hooks.append(withdraw_redacted_question)
+    app[PUBLISHER].checks.append(answer_still_pending)
+    app[PUBLISHER].hooks.extend((mark_answered, withdraw_redacted_question))
     app[QUESTION_LIMITER] = TokenBucket()
     base = "/api/incidents/{incident}/questions"
     app.router.add_post(base, ask)

@@ -228,3 +228,26 @@ async def test_redacting_an_answer_withdraws_the_quoted_question(
     public = await (await client.get(f"/api/incidents/{iid}/questions")).text()
     assert marker not in entry
     assert marker not in public
+
+
+async def test_answers_wait_for_a_second_person_under_two_person_review(
+    client: TestClient, editor: dict[str, str], reviewer: dict[str, str]
+) -> None:
+    """Under two-person review an answer is a draft until a reviewer approves it."""
+    incident = await create_incident(client, editor, require_approval=True)
+    iid = incident["id"]
+    qid = await asked(client, iid)
+    response = await client.post(
+        f"/api/incidents/{iid}/questions/{qid}/answer",
+        json={"body": "公交104路已于今日18时恢复运营。"},
+        headers=editor,
+    )
+    assert response.status == 202, await response.text()
+    draft = await response.json()
+    assert (await questions(client, iid, editor))["questions"][0]["status"] == "pending"
+    approved = await client.post(f"/api/drafts/{draft['draft_id']}/approve", headers=reviewer)
+    assert approved.status == 201, await approved.text()
+    entry = await approved.json()
+    assert entry["kind"] == "answer" and entry["approved_by"]["name"] == "审核员"
+    [answered] = (await questions(client, iid))["questions"]
+    assert (answered["id"], answered["status"], answered["answer_seq"]) == (qid, "answered", 1)
