@@ -415,7 +415,7 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if key in ("lost", "out_of_order", "closed_during_run", "failed"):
             merged[key] = sum(row[key] for row in rows)
         elif isinstance(value, int | float) and key != "subscribers":
-            merged[key] = statistics.median(row[key] for row in rows)
+            merged[key] = round(statistics.median(row[key] for row in rows), 2)
     return merged
 
 
