@@ -73,6 +73,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._depth_at = 0.0
 
     def start(self) -> None:
@@ -83,10 +84,14 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, give running attempts ``GRACE`` seconds, cancel the rest, close."""
         self.outbox.set_waker(None)
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            done, _ = await asyncio.wait({self._loop_task}, timeout=GRACE)
+            if not done:  # stuck in a claim on a store that does not answer
+                self._loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._loop_task
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=GRACE)
             for task in pending:
@@ -100,7 +105,7 @@ class Worker:
 
     async def _run(self) -> None:
         woken = True  # claim at once on start: rows may be due from before a restart
-        while True:
+        while not self._stopping:
             self._wake.clear()
             due = None
             claimed: list[Delivery] = []
@@ -118,11 +123,18 @@ class Worker:
             wait = self.poll
             if due is not None and due > time.time():
                 wait = min(wait, due - time.time())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
-                woken = True
-            except TimeoutError:
-                woken = False
+            woken = await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up or ``seconds``; tell whether something woke us."""
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+            # cancellation that stop() sends when the event fires at that moment.
+            async with asyncio.timeout(max(seconds, 0.01)):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _free(self) -> dict[str, int]:
         return {

@@ -19,8 +19,10 @@ from webhook_receiver import Receiver
 import channels.worker
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
+from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from channels.outbox import MAX_RETRY_AFTER, claim, enqueue, retry_delay
+from channels.outbox import MAX_RETRY_AFTER, Outbox, claim, enqueue, retry_delay
+from channels.worker import Worker
 
 
 @pytest.fixture
@@ -184,3 +186,13 @@ async def test_deliveries_left_by_a_stopped_app_are_sent_by_the_next(settings: S
             await settled(client, admin, 1, 3, "delivered")
         seqs = sorted(json.loads(r.body)["data"]["seq"] for r in receiver.received)
         assert seqs == [1, 2, 3]
+
+
+async def test_the_worker_stops_even_when_woken_at_that_moment(client: TestClient) -> None:
+    """stop() returns promptly although a commit wakes the worker in the same instant."""
+    for _ in range(20):
+        worker = Worker(client.app[DB], Outbox(), Metrics(), schedule=(0,), timeout=1, poll=60)
+        worker.start()
+        await asyncio.sleep(0.01)  # let it reach its wait
+        worker.outbox.notify()
+        await asyncio.wait_for(worker.stop(), TIMEOUT)
