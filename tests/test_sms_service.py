@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from test_webhooks import eventually
 from webhook_receiver import Receiver
 
+import channels.sms.service
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
@@ -302,3 +303,16 @@ async def test_no_gateway_means_sms_endpoints_say_so(tmp_path: Path) -> None:
         response = await client.get("/sms/inbound", params={"from": PHONE, "text": "TD"})
         assert response.status == 404
         assert (await response.json())["error"] == "sms_disabled"
+
+
+async def test_an_incident_takes_a_capped_number_of_subscribers(
+    client: TestClient, editor: Any, gateway: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap a newcomer is told the list is full and is not added."""
+    monkeypatch.setattr(channels.sms.service, "MAX_SUBSCRIBERS", 1)
+    await create_incident(client, editor, code="SZK")
+    await text_in(client, "订阅 SZK", sender=PHONE)
+    await next_sms(gateway)
+    await text_in(client, "订阅 SZK", sender=OTHER)
+    assert "已满" in (await next_sms(gateway))["text"]
+    assert await subscribers(client) == [PHONE]

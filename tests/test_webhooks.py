@@ -294,3 +294,17 @@ async def test_only_admins_manage_webhooks(
     assert response.status == 403
     response = await client.get("/api/webhooks")
     assert response.status == 401
+
+
+async def test_attempts_are_counted_in_metrics(
+    client: TestClient, admin: dict[str, str], editor: dict[str, str], receiver: Receiver
+) -> None:
+    """/metrics counts delivery attempts by channel and outcome."""
+    receiver.answers = [500]
+    incident = await create_incident(client, editor)
+    hook = await register(client, admin, receiver.url)
+    await post_entry(client, editor, incident["id"])
+    await settled(client, admin, hook["id"], 1, "delivered")
+    text = await (await client.get("/metrics", headers=admin)).text()
+    assert 'broadcaster_deliveries_total{channel="webhook",outcome="retry"} 1.0' in text
+    assert 'broadcaster_deliveries_total{channel="webhook",outcome="delivered"} 1.0' in text

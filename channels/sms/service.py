@@ -32,8 +32,10 @@ from aiohttp import web
 from broadcaster.api.common import incident_or_404, json_response
 from broadcaster.appkeys import DB, SETTINGS
 from broadcaster.auth import require
+from broadcaster.clock import format_ts, now
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
+from broadcaster.ratelimit import shared_pacer
 
 from ..outbox import enqueue, outbox_of
 from .commands import parse
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS sms_inbound (
     received_at REAL NOT NULL,
     action TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sms_inbound_by_time ON sms_inbound (received_at);
 """
 
 
@@ -149,7 +152,7 @@ async def inbound(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise Unprocessable(str(exc), code="invalid_number", field="from") from None
     command = parse(text)
-    allowed = request.app[RECENT].allow(number)
+    recent = request.app[RECENT]
     settings = request.app[SETTINGS]
 
     def job(conn: sqlite3.Connection) -> None:
@@ -161,6 +164,7 @@ async def inbound(request: web.Request) -> web.Response:
         if cur.rowcount == 0:
             return  # the gateway sent this message again
         conn.execute("DELETE FROM sms_inbound WHERE received_at < ?", (time.time() - 7 * 86400,))
+        allowed = recent.allow(number)  # counted here: a repeated msgid is not a new message
         if command.action != "unsubscribe" and not allowed:
             return
         reply = act(conn, command.action, command.code, number)
@@ -210,8 +214,8 @@ def act(
         return "full", values
     conn.execute(
         "INSERT INTO sms_subscribers (incident, number, created_at, source)"
-        " VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'sms') ON CONFLICT DO NOTHING",
-        (incident["id"], number),
+        " VALUES (?, ?, ?, 'sms') ON CONFLICT DO NOTHING",
+        (incident["id"], number, format_ts(now())),
     )
     return "subscribed", values
 
@@ -241,9 +245,8 @@ async def delivery_report(request: web.Request) -> web.Response:
         ).fetchone()
         if row is not None and RANK.get(row["state"], 99) < RANK[state]:
             conn.execute(
-                "UPDATE deliveries SET state = ?, leased_until = NULL,"
-                " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                (state, int(raw_id)),
+                "UPDATE deliveries SET state = ?, leased_until = NULL, updated_at = ? WHERE id = ?",
+                (state, format_ts(now()), int(raw_id)),
             )
 
     await request.app[DB].write(job)
@@ -294,7 +297,8 @@ def setup(app: web.Application) -> None:
     app[RECENT] = RecentSenders()
     if gateway is not None:
         outbox.enqueuers.append(enqueue_sms)
-        outbox.senders[CHANNEL] = SmsSender(db, gateway, settings)
+        sender = outbox.senders[CHANNEL] = SmsSender(db, gateway, settings)
+        sender.rate = shared_pacer(app, "sms", sender.rate)  # one send rate for all workers
     for method in ("GET", "POST"):
         app.router.add_route(method, "/sms/inbound", inbound)
         app.router.add_route(method, "/sms/dlr", delivery_report)
