@@ -76,7 +76,7 @@ def query_seq(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise PageError(400, "bad_request", f"'{name}' must be a whole number (got {raw[:20]!r})")
     return int(raw)
 
@@ -223,7 +223,7 @@ async def entry_page(request: web.Request) -> web.Response:
     incident_id = request.match_info["incident"]
     raw = request.match_info["seq"]
     incident = await request.app[STORE].incident(incident_id)
-    if incident is None or not raw.isdigit() or len(raw) > 12:
+    if incident is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise PageError(404, "not_found", request.path)
     seq = int(raw)
 

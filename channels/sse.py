@@ -48,7 +48,7 @@ def resume_point(request: web.Request) -> int:
     if raw is None or raw.strip() == "":
         return query_int(request, "after", 0, 0, 10**12)
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise BadRequest(
             "Last-Event-ID must be the seq of the last event received",
             code="invalid_last_event_id",

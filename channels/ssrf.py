@@ -35,6 +35,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+#: IETF protocol assignments: Python 3.11 calls parts of it global, yet it holds
+#: no public service and 192.0.0.192 is a cloud metadata address.
+_IETF = ipaddress.ip_network("192.0.0.0/24")
 RESOLVE_TIMEOUT = 5.0
 
 
@@ -73,7 +76,10 @@ def is_internal(ip: IPAddress) -> bool:
             or candidate.is_unspecified
             or candidate.is_multicast
             or candidate.is_reserved
-            or (isinstance(candidate, ipaddress.IPv4Address) and candidate in _SHARED)
+            or (
+                isinstance(candidate, ipaddress.IPv4Address)
+                and (candidate in _SHARED or candidate in _IETF)
+            )
         ):
             return True
     return False

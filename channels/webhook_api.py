@@ -102,7 +102,7 @@ def _utc(timestamp: float) -> datetime:
 
 def _webhook_id(request: web.Request) -> int:
     raw = request.match_info["webhook"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound(f"no webhook {raw!r}", code="webhook_not_found")
     return int(raw)
 

@@ -55,6 +55,6 @@ async def incident_or_404(request: web.Request, incident_id: str | None = None) 
 
 def seq_param(request: web.Request) -> int:
     raw = request.match_info["seq"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound(f"no entry {raw!r}", code="entry_not_found")
     return int(raw)

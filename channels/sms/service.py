@@ -236,7 +236,7 @@ async def delivery_report(request: web.Request) -> web.Response:
             raise Unprocessable(str(exc), code="invalid_dlr", field="type") from None
         state = KANNEL_DLR[kind]
     raw_id = message_id.removeprefix("msg_")
-    if not raw_id.isdigit() or len(raw_id) > 18:
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return web.Response(text="")
 
     def job(conn: sqlite3.Connection) -> None:
