@@ -39,7 +39,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def merged_openapi() -> dict[str, Any]:
-    """Merge ``broadcaster/openapi/*.json`` in name order: each module documents its paths."""
+    """Merge ``broadcaster/openapi/*.json`` in name order: each module documents its paths.
+
+    Objects merge two levels deep (``paths``, ``components.schemas``); lists
+    such as ``tags`` are concatenated.
+    """
     document: dict[str, Any] = {}
     folder = resources.files("broadcaster").joinpath("openapi")
     for item in sorted(folder.iterdir(), key=lambda i: i.name):
@@ -47,7 +51,9 @@ def merged_openapi() -> dict[str, Any]:
             continue
         part = json.loads(item.read_text("utf-8"))
         for key, value in part.items():
-            if isinstance(value, dict) and isinstance(document.get(key), dict):
+            if isinstance(value, list) and isinstance(document.get(key), list):
+                document[key] = document[key] + [v for v in value if v not in document[key]]
+            elif isinstance(value, dict) and isinstance(document.get(key), dict):
                 for sub, subvalue in value.items():
                     if isinstance(subvalue, dict) and isinstance(document[key].get(sub), dict):
                         document[key][sub].update(subvalue)
