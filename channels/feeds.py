@@ -128,22 +128,31 @@ class Heads:
 
 
 class FeedCache:
-    """Render each (feed, head) once; concurrent misses for one key share one render."""
+    """Keep one render per feed, for its current head; concurrent misses share one render.
+
+    Only the newest version of a feed is kept: nobody can ask for an older head
+    (its ETag answers 200 with the new render), so older renders would be dead
+    weight (tens of MiB for a busy incident).
+    """
 
     def __init__(self, heads: Heads, size: int = CACHE_SIZE) -> None:
         self.heads = heads
         self.size = size
-        self._items: OrderedDict[tuple[str, ...], Rendered] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], tuple[str, Rendered]] = OrderedDict()
         self._pending: dict[tuple[str, ...], asyncio.Future[Rendered]] = {}
         self.renders = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     async def get(
-        self, key: tuple[str, ...], render: Callable[[], Awaitable[Rendered]]
+        self, feed: tuple[str, ...], version: str, render: Callable[[], Awaitable[Rendered]]
     ) -> Rendered:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-            return found
+        found = self._items.get(feed)
+        if found is not None and found[0] == version:
+            self._items.move_to_end(feed)
+            return found[1]
+        key = (*feed, version)
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -159,7 +168,8 @@ class FeedCache:
             self._pending.pop(key, None)
         future.set_result(rendered)
         self.renders += 1
-        self._items[key] = rendered
+        self._items[feed] = (version, rendered)
+        self._items.move_to_end(feed)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return rendered
@@ -240,7 +250,7 @@ async def incident_feed(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(renderer, source, entries)
         return Rendered(body, ctype, etag_for(fmt, incident_id, head[1]), updated)
 
-    rendered = await cache.get(("incident", incident_id, fmt, head[1]), render)
+    rendered = await cache.get(("incident", incident_id, fmt), head[1], render)
     return respond(request, rendered)
 
 
@@ -275,7 +285,7 @@ async def global_feed(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(renderer, source, entries, incidents)
         return Rendered(body, ctype, etag_for(fmt, "*", signature), updated)
 
-    rendered = await cache.get(("all", fmt, signature), render)
+    rendered = await cache.get(("all", fmt), signature, render)
     return respond(request, rendered)
 
 

@@ -162,3 +162,14 @@ async def test_redacted_entry_is_a_tombstone(client: TestClient, editor: dict) -
     text = await (await client.get(f"/incidents/{incident['id']}/feed.atom")).text()
     assert "南窑村五号" not in text
     assert "deleted-entry" in text and 'when="2026-11-26T07:00:00.000Z"' in text
+
+
+async def test_cache_keeps_one_render_per_feed(client: TestClient, editor: dict) -> None:
+    """Old heads' renders are dropped: memory grows with feeds, not with entries."""
+    incident = await create_incident(client, editor)
+    for _ in range(5):
+        await post_entry(client, editor, incident["id"])
+        for fmt in ("atom", "rss", "json"):
+            response = await client.get(f"/incidents/{incident['id']}/feed.{fmt}")
+            assert response.status == 200
+    assert len(client.app[FEEDS]) == 3
