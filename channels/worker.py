@@ -78,7 +78,12 @@ class Worker:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.outbox.set_waker(lambda: loop.call_soon_threadsafe(self._wake.set))
+
+        def wake() -> None:  # called from the SQLite writer thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake.set)
+
+        self.outbox.set_waker(wake)
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
 
     async def stop(self) -> None:

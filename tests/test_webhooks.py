@@ -39,9 +39,11 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
-    """Return the first truthy value of ``probe()``, polling until ``TIMEOUT``."""
-    deadline = time.monotonic() + TIMEOUT
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, limit: float = TIMEOUT
+) -> T:
+    """Return the first truthy value of ``probe()``, polling for up to ``limit`` seconds."""
+    deadline = time.monotonic() + limit
     while True:
         value = await probe()
         if value:

@@ -76,8 +76,8 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
         BROADCASTER_PORT=str(port),
         BROADCASTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
         BROADCASTER_WEBHOOK_ALLOW="127.0.0.1",
-        BROADCASTER_RETRY_SCHEDULE="0,0,0,0,0",
-        BROADCASTER_DELIVERY_TIMEOUT="1",
+        BROADCASTER_RETRY_SCHEDULE="0,1,1,1,1,1,1,1",
+        BROADCASTER_DELIVERY_TIMEOUT="2",
     )
     processes = Processes(env, tmp_path)
     try:
@@ -110,7 +110,8 @@ async def test_sigkill_mid_delivery_loses_nothing(procs: Processes) -> None:
             except aiohttp.ClientError:
                 return False
 
-        await eventually(up, "broadcaster serve to answer\n" + procs.output())
+        # Subprocesses start slowly on a loaded machine: allow them three time units.
+        await eventually(up, "broadcaster serve to answer", 3 * TIMEOUT)
         receiver.hold = asyncio.Event()
         body = {"url": receiver.url}
         async with http.post("/api/webhooks", json=body, headers=headers) as response:
@@ -123,7 +124,7 @@ async def test_sigkill_mid_delivery_loses_nothing(procs: Processes) -> None:
             async with http.post(path, json={"body": f"第{n}条"}, headers=headers) as response:
                 assert response.status == 201
 
-        await asyncio.wait_for(receiver.holding.wait(), TIMEOUT)
+        await asyncio.wait_for(receiver.holding.wait(), 3 * TIMEOUT)
         first_worker.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first_worker.wait)
         in_flight = len(receiver.received)
@@ -137,7 +138,9 @@ async def test_sigkill_mid_delivery_loses_nothing(procs: Processes) -> None:
             done = len(found) == ENTRIES and all(d["state"] == "delivered" for d in found)
             return found if done else None
 
-        deliveries = await eventually(all_delivered, "every delivery after the restart")
+        deliveries = await eventually(
+            all_delivered, "every delivery after the restart", 3 * TIMEOUT
+        )
 
     seen: dict[str, set[int]] = {}
     for request in receiver.received:

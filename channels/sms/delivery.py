@@ -141,7 +141,9 @@ class SmsSender:
         code = _leading_int(sent.detail)
         if sent.outcome in ("accepted", "queued"):
             return Result("ok", state=sent.outcome, code=code)
-        return Result(sent.outcome, code=code, error=sent.detail[:300])
+        if sent.outcome == "retry":
+            return Result("retry", code=code, error=sent.detail[:300])
+        return Result("failed", code=code, error=sent.detail[:300])
 
     def _compose(self, conn: sqlite3.Connection, delivery: Delivery) -> tuple[str, str] | Result:
         subscriber = conn.execute(

@@ -23,7 +23,7 @@ import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from ..webhooks import sign
-from .gateway import SendResult
+from .gateway import Outcome, SendResult
 from .numbers import E164_RE
 
 #: Delivery report statuses a signed JSON gateway may send, as our states.
@@ -125,7 +125,7 @@ def _map_answer(status: int, raw: bytes) -> SendResult:
             answer = {}
         answer = answer if isinstance(answer, dict) else {}
         gateway_id = answer.get("id") if isinstance(answer.get("id"), str) else None
-        outcome = "queued" if answer.get("status") == "queued" else "accepted"
+        outcome: Outcome = "queued" if answer.get("status") == "queued" else "accepted"
         return SendResult(outcome, detail, gateway_id)
     if status in (408, 429) or 500 <= status < 600:
         return SendResult("retry", detail)
