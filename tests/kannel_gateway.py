@@ -289,6 +289,7 @@ async def running_kannel(tmp_path: Path, *, mo_url: str | None) -> AsyncIterator
     for attempt in range(_START_ATTEMPTS):
         run_dir = tmp_path / f"kannel-{attempt}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "store").mkdir(exist_ok=True)  # Kannel's spool for queued MTs
         lab = KannelLab(run_dir, _Ports(*_free_ports(4)), mo_url)
         try:
             try:

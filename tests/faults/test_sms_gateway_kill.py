@@ -140,12 +140,6 @@ async def test_every_due_sms_is_accounted_for_after_a_gateway_sigkill(
     assert len(arrived) >= states["delivered"], "a delivered SMS never reached its phone"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="an SMS Kannel queued in memory dies with bearerbox and nothing sends it again:"
-    " channels/sms has no report timeout (or configure Kannel's store-file)",
-)
 async def test_sms_queued_inside_a_killed_gateway_is_sent_again(
     rig: tuple[KannelLab, TestClient],
 ) -> None:
