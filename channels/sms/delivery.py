@@ -184,4 +184,4 @@ class SmsSender:
 
 def _leading_int(detail: str) -> int | None:
     head = detail.split(" ", 1)[0]
-    return int(head) if head.isdigit() and len(head) == 3 else None
+    return int(head) if head.isascii() and head.isdigit() and len(head) == 3 else None
