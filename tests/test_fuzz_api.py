@@ -36,7 +36,8 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     """The whole app on a real port, with one incident holding three entries."""
     data: Path = tmp_path_factory.mktemp("fuzz") / "data"
-    config = Settings.from_env({}, data_dir=data, public_url="http://x.test")
+    # No delivery worker: a fuzzed webhook URL must never receive real requests.
+    config = Settings.from_env({}, data_dir=data, public_url="http://x.test", worker=False)
     running = ThreadedServer(config, TIMEOUT).start()
     # schemathesis probes every authorised call again with a wrong token; the
     # per-address lockout (tested in test_security) would then refuse the admin.
