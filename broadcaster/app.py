@@ -14,8 +14,10 @@ from .auth import TOKENS, Tokens
 from .bus import Bus, MemoryBus
 from .metrics import Metrics
 from .middleware import errors, security_headers
+from .multinode import ReplicatedBus, database_for
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
+from .ratelimit import shared_window
 from .settings import Settings
 from .signing import Signer
 from .sqlite_store import SQLiteStore
@@ -32,11 +34,16 @@ def create_app(
     """Return the whole service as an application; nothing runs until it starts."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = signer or Signer.load(settings.data_dir, settings.signing_key)
-    store = store or SQLiteStore(settings.data_dir / "broadcaster.db", signer)
+    if store is None:
+        db = database_for(settings, key_id=signer.key_id)
+        store = SQLiteStore(db.path, signer, db=db)
     if bus is None and settings.redis_url:
-        from .redis_bus import RedisBus  # imported only in multi-node mode
+        if store.db.replication is not None:
+            bus = ReplicatedBus(settings.redis_url, store.db)
+        else:  # a store given by the caller, not replicated: fan-out only
+            from .redis_bus import RedisBus
 
-        bus = RedisBus(settings.redis_url)
+            bus = RedisBus(settings.redis_url)
     bus = bus or MemoryBus()
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[errors, security_headers]
@@ -46,7 +53,8 @@ def create_app(
     app[STORE] = store
     app[DB] = store.db
     app[BUS] = bus
-    app[TOKENS] = Tokens(store.db)
+    app[TOKENS] = tokens = Tokens(store.db)
+    tokens.failures = shared_window(app, "failed-logins", tokens.failures)
     app[PUBLISHER] = Publisher(store, bus)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_open_parts)

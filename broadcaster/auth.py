@@ -11,10 +11,11 @@ or revoked tokens within ``FAILED_WINDOW`` seconds, every token presented
 from that address is refused with 429 ``too_many_failed_logins`` (and a
 ``Retry-After``) until the oldest failure leaves the window, valid ones too,
 so a guess that happens to be right is not revealed. The count lives in this
-process (each node limits on its own) and is keyed by the peer address
-aiohttp sees: behind a reverse proxy that is the proxy, so limit there as
-well. The trade-off: people sharing one address (an office NAT) with someone
-guessing are locked out with them for a few minutes; reading stays public.
+process, or in Redis on several nodes (``broadcaster.ratelimit``: one limit
+for all nodes), and is keyed by the peer address aiohttp sees: behind a
+reverse proxy that is the proxy, so limit there as well. The trade-off:
+people sharing one address (an office NAT) with someone guessing are locked
+out with them for a few minutes; reading stays public.
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ class FailedLogins:
             del self._failures[address]
             return 0.0
         return times[0] + self.window - moment if len(times) >= self.limit else 0.0
+
+    async def check(self, address: str) -> float:
+        """Return the seconds ``address`` must wait (the ``ratelimit.Limiter`` verb)."""
+        return self.retry_after(address)
+
+    async def count(self, address: str) -> float:
+        """Count a failure of ``address``; return the wait that now applies."""
+        self.failed(address)
+        return self.retry_after(address)
 
     def failed(self, address: str) -> None:
         times = self._failures.pop(address, None) or deque(maxlen=self.limit)
@@ -154,7 +164,7 @@ async def optional_actor(request: web.Request) -> Actor | None:
         raise Unauthorized("use 'Authorization: Bearer <token>'", code="bad_authorization")
     tokens = request.app[TOKENS]
     address = request.remote or ""
-    wait = tokens.failures.retry_after(address)
+    wait = await tokens.failures.check(address)
     if wait > 0:
         refused = TooManyRequests(
             "too many failed token checks from this address; try again later",
@@ -162,9 +172,13 @@ async def optional_actor(request: web.Request) -> Actor | None:
         )
         refused.headers["Retry-After"] = str(math.ceil(wait))
         raise refused
+    # Staff see every write acknowledged on any node before their request
+    # (a token made or revoked elsewhere, a draft to approve): one Redis round
+    # trip on several nodes, nothing on one.
+    await tokens.db.sync()
     actor = await tokens.lookup(token.strip())
     if actor is None:
-        tokens.failures.failed(address)
+        await tokens.failures.count(address)
         raise Unauthorized("the token is unknown or revoked", code="invalid_token")
     return actor
 

@@ -26,6 +26,7 @@ EXTRA_COMMANDS: tuple[str, ...] = (
     "broadcaster.follow",
     "broadcaster.export",
     "broadcaster.cli_worker",
+    "broadcaster.cli_migrate",
 )
 
 
@@ -92,13 +93,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from .auth import Tokens
-    from .db import Database
+    from .multinode import database_for
     from .schema import CORE_SCHEMA
 
     settings = _settings(args)
 
     async def run() -> str:
-        db = Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA])
+        db = database_for(settings, [CORE_SCHEMA])
         await db.open()
         try:
             _, token = await Tokens(db).create(args.name, args.department, args.role)
@@ -112,16 +113,14 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from .db import Database
     from .errors import HTTPError
+    from .multinode import database_for
     from .schema import CORE_SCHEMA
     from .tokens_api import revoke_offline
 
     settings = _settings(args)
     try:
-        token = revoke_offline(
-            Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA]), args.id
-        )
+        token = revoke_offline(database_for(settings, [CORE_SCHEMA]), args.id)
     except HTTPError as exc:
         print(f"broadcaster: {exc.message}", file=sys.stderr)
         return 1
@@ -130,12 +129,12 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from .db import Database
+    from .multinode import database_for
     from .schema import CORE_SCHEMA
     from .tokens_api import list_offline
 
     settings = _settings(args)
-    for token in list_offline(Database(settings.data_dir / "broadcaster.db", [CORE_SCHEMA])):
+    for token in list_offline(database_for(settings, [CORE_SCHEMA])):
         state = "active" if token["active"] else f"revoked {token['revoked_at']}"
         print(f"{token['id']}\t{token['role']}\t{token['name']}\t{token['department']}\t{state}")
     return 0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .bus import Bus
+from .db import written_position
 from .model import Actor, Entry, NewEntry
 from .store import Store
 from .timeline import AppendCheck, AppendHook
@@ -79,7 +80,11 @@ class Publisher:
     async def announce(self, entry: Entry) -> None:
         """Publish a committed entry; a bus failure is logged, never un-acknowledged."""
         frame = entry_message(entry)
-        stamped = json.dumps({"t": time.time()}) + "\n" + frame
+        meta: dict[str, Any] = {"t": time.time()}
+        position = written_position()
+        if position is not None:  # several nodes: listeners wait until their replica has it
+            meta["w"] = position
+        stamped = json.dumps(meta) + "\n" + frame
         try:
             await self.bus.publish(incident_topic(entry.incident), stamped)
         except Exception:  # the entry is durable; viewers catch up from the log

@@ -9,10 +9,11 @@ altered later) and marks the question answered in the same transaction; a
 dismissal needs a stated reason. Counts of each state and the median time to
 answer are public.
 
-Rate limiting is a token bucket per client address, in memory: it resets on
-restart and is per process (a multi-node deployment limits per node). Behind
-a reverse proxy every client has the proxy's address unless the proxy passes
-the real one to aiohttp, so the whole proxy would share one bucket.
+Rate limiting is a token bucket per client address, in memory (it resets on
+restart), or in Redis when several nodes share one (``broadcaster.ratelimit``,
+one bucket per address for all nodes). Behind a reverse proxy every client has
+the proxy's address unless the proxy passes the real one to aiohttp, so the
+whole proxy would share one bucket.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from .fields import Field, check_object
 from .jsonbody import read_object
 from .model import Entry, NewEntry
+from .ratelimit import shared_bucket
 from .review import outcome_of, review_hooks, review_text
 from .sqlite_store import audit_row
 
@@ -81,6 +83,17 @@ class TokenBucket:
         self.capacity, self.per_seconds, self.max_keys = capacity, per_seconds, max_keys
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    async def check(self, key: str) -> float:
+        """Return the seconds ``key`` must wait, spending nothing (``ratelimit.Limiter``)."""
+        moment = self.clock()
+        tokens, last = self._buckets.get(key, (float(self.capacity), moment))
+        tokens = min(self.capacity, tokens + (moment - last) / self.per_seconds)
+        return 0.0 if tokens >= 1 else (1 - tokens) * self.per_seconds
+
+    async def count(self, key: str) -> float:
+        """Spend one token of ``key`` (``ratelimit.Limiter``); see ``take``."""
+        return self.take(key)
 
     def take(self, key: str) -> float:
         """Spend one token of ``key``; return 0, or the seconds to wait when none is left."""
@@ -134,7 +147,7 @@ def question_stats(conn: sqlite3.Connection, incident: str) -> dict[str, Any]:
 
 
 async def ask(request: web.Request) -> web.Response:
-    wait = request.app[QUESTION_LIMITER].take(remote_of(request) or "unknown")
+    wait = await request.app[QUESTION_LIMITER].count(remote_of(request) or "unknown")
     if wait:
         error = TooManyRequests("too many questions from this address; try later")
         error.headers["Retry-After"] = str(math.ceil(wait))
@@ -299,7 +312,7 @@ def setup(app: web.Application) -> None:
     app[DB].add_schema(SCHEMA)
     app[PUBLISHER].checks.append(answer_still_pending)
     app[PUBLISHER].hooks.extend((mark_answered, withdraw_redacted_question))
-    app[QUESTION_LIMITER] = TokenBucket()
+    app[QUESTION_LIMITER] = shared_bucket(app, "questions", TokenBucket())
     base = "/api/incidents/{incident}/questions"
     app.router.add_post(base, ask)
     app.router.add_get(base, list_questions)

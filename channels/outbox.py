@@ -170,6 +170,7 @@ def outbox_of(app: web.Application) -> Outbox:
         app[OUTBOX] = outbox
         app[DB].add_schema(OUTBOX_SCHEMA)
         app[PUBLISHER].hooks.append(outbox.hook)
+        app[DB].on_replicated(outbox.notify)  # rows queued by other nodes wake this worker too
     return app[OUTBOX]
 
 

@@ -1,24 +1,52 @@
 """Shared fixtures: a real application on a real port, tokens for each role.
 
 Time bounds in tests derive from ``TIMEOUT`` (``BROADCASTER_TEST_TIMEOUT``,
-default 10 s), so a slow machine can scale them all at once.
+default 10 s), so a slow machine can scale them all at once. ``redis_url``
+is the session's private ``redis-server``, emptied for each test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiohttp.test_utils import TestClient, TestServer
+from redis_server import RedisServer, running_redis
 
 from broadcaster.app import create_app
 from broadcaster.auth import TOKENS
 from broadcaster.settings import Settings
 
 TIMEOUT = float(os.environ.get("BROADCASTER_TEST_TIMEOUT", "10"))
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private redis-server (AOF, fsync always) for the whole session."""
+    loop = asyncio.new_event_loop()
+    started = running_redis(tmp_path_factory.mktemp("redis"))
+    server = loop.run_until_complete(started.__aenter__())
+    try:
+        yield server
+    finally:
+        loop.run_until_complete(started.__aexit__(None, None, None))
+        loop.close()
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """The session's Redis, emptied for this test (a fresh shared log, no limits, no locks)."""
+    client = redis.Redis.from_url(redis_session.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_session.url
 
 
 @pytest.fixture
@@ -78,7 +106,8 @@ async def post_entry(
 ) -> dict[str, Any]:
     """Post an entry through the API and return it (asserting 201)."""
     body = {"body": "水位持续上涨，请沿河居民立即转移。", **fields}
-    response = await client.post(f"/api/incidents/{incident_id}/entries", json=body,
-                                 headers=headers)
+    response = await client.post(
+        f"/api/incidents/{incident_id}/entries", json=body, headers=headers
+    )
     assert response.status == 201, await response.text()
     return await response.json()
