@@ -1,0 +1,174 @@
+"""Several nodes on one Redis, in one process: one timeline, every viewer on every node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_sse import entry_events, read_event
+from test_websocket import entry_seqs
+
+from broadcaster.app import create_app
+from broadcaster.appkeys import BUS, DB, STORE
+from broadcaster.cli import main
+from broadcaster.settings import Settings
+from broadcaster.signing import b64url
+
+Nodes = list[TestClient]
+
+
+def shared_key() -> str:
+    return b64url(Ed25519PrivateKey.generate().private_bytes_raw())
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, redis_url: str) -> AsyncIterator[Nodes]:
+    """Three nodes (A, B, C), each with its own data directory, sharing Redis and one key."""
+    key = shared_key()
+    clients: list[TestClient] = []
+    try:
+        for name in "abc":
+            settings = Settings.from_env(
+                {},
+                data_dir=tmp_path / name,
+                public_url="http://example.test",
+                redis_url=redis_url,
+                signing_key=key,
+            )
+            client = TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0))
+            await client.start_server()
+            clients.append(client)
+        yield clients
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_a_post_on_a_reaches_websocket_on_b_and_sse_on_c_in_order(nodes: Nodes) -> None:
+    """Entries posted on A (some before, some while B and C connect) arrive on both, in order."""
+    a, b, c = nodes
+    editor = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor))["id"]
+    for i in range(5):
+        await post_entry(a, editor, incident, body=f"连接前第{i}条")
+    ws = await b.ws_connect(f"/ws/incidents/{incident}?after=0")
+    assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "hello"
+    sse = await c.get(f"/api/incidents/{incident}/events?after=0")
+    await read_event(sse)  # the retry: line
+    posts = [post_entry(a, editor, incident, body=f"连接后第{i}条") for i in range(25)]
+    await asyncio.gather(*posts)
+    assert await entry_seqs(ws, 30) == list(range(1, 31))
+    assert await entry_events(sse, 30) == list(range(1, 31))
+    await ws.close()
+    sse.close()
+
+
+async def test_fifty_concurrent_posts_on_two_nodes_make_one_gapless_chain(nodes: Nodes) -> None:
+    """50 posts racing on A and B get seqs 1..50 once each, and the chain verifies on C."""
+    a, b, c = nodes
+    editor_a = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor_a))["id"]
+    editor_b = bearer(await make_token(b, "editor", "B 编辑"))
+    posted = await asyncio.gather(
+        *(post_entry(node, head, incident, body=f"第{i}条") for i in range(25) for node, head in
+          ((a, editor_a), (b, editor_b)))
+    )  # fmt: skip
+    assert sorted(e["seq"] for e in posted) == list(range(1, 51))
+    assert await c.app[DB].sync()
+    listed = await (await c.get(f"/api/incidents/{incident}/entries")).json()
+    assert [e["hash"] for e in listed["entries"]] == [
+        e["hash"] for e in sorted(posted, key=lambda e: e["seq"])
+    ]
+    base = str(c.make_url("")).rstrip("/")
+    assert await asyncio.to_thread(main, ["verify", base, incident]) == 0
+
+
+def lagging(node: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop ``node``'s tailer from applying anything, as if it lagged: only a sync catches up."""
+    replication = node.app[DB].replication
+    assert replication is not None
+    real = replication.catch_up
+
+    async def only_when_asked(hint: object) -> None:
+        if hint is not None:  # the tailer's: never done
+            await asyncio.Event().wait()
+        await real(None)
+
+    monkeypatch.setattr(replication, "catch_up", only_when_asked)
+
+
+async def test_a_token_made_on_a_works_on_b_at_once(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token created on A authenticates the next request on B and C, even with B lagging."""
+    a, b, c = nodes
+    lagging(b, monkeypatch)
+    token = bearer(await make_token(a, "editor"))
+    for node in (b, c):
+        response = await node.post(
+            "/api/incidents", json={"title": "山洪", "severity": "severe"}, headers=token
+        )
+        assert response.status == 201, await response.text()
+
+
+async def test_a_draft_held_on_a_is_approved_on_b(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two-person review across nodes: a reviewer on (lagging) B approves a draft held on A."""
+    a, b, c = nodes
+    lagging(b, monkeypatch)
+    editor = bearer(await make_token(a, "editor"))
+    reviewer = bearer(await make_token(a, "reviewer"))
+    incident = (await create_incident(a, editor, require_approval=True))["id"]
+    held = await a.post(
+        f"/api/incidents/{incident}/entries", json={"body": "待审核的通报"}, headers=editor
+    )
+    assert held.status == 202, await held.text()
+    draft = (await held.json())["draft_id"]
+    approved = await b.post(f"/api/drafts/{draft}/approve", headers=reviewer)
+    assert approved.status == 201, await approved.text()
+    assert await c.app[DB].sync()
+    entries = (await (await c.get(f"/api/incidents/{incident}/entries")).json())["entries"]
+    assert [(e["body"], e["approved_by"]["name"]) for e in entries] == [
+        ("待审核的通报", "reviewer-user")
+    ]
+
+
+async def test_search_on_b_finds_what_was_posted_on_a(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search index is replicated with the entry: B finds A's text once it has the write."""
+    a, b, _ = nodes
+    lagging(b, monkeypatch)
+    editor = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor))["id"]
+    await post_entry(a, editor, incident, body="沙子口街道转移安置点已开放")
+    assert await b.app[DB].sync()
+    found = await (await b.get("/api/search", params={"q": "安置点"})).json()
+    assert [(r["incident"], r["seq"]) for r in found["results"]] == [(incident, 1)]
+
+
+async def test_bus_messages_wait_until_the_replica_can_serve_them(nodes: Nodes) -> None:
+    """Whatever a node's bus delivers, its store already holds (feeds keyed by head stay right)."""
+    a, b, _ = nodes
+    editor = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor))["id"]
+    seen: list[tuple[int, int]] = []
+    async with b.app[BUS].listen() as messages:
+        for i in range(10):
+            await post_entry(a, editor, incident, body=f"第{i}条")
+        async with asyncio.timeout(TIMEOUT):
+            while len(seen) < 10:
+                topic, message = await anext(messages)
+                if topic == f"incident:{incident}":
+                    seq = json.loads(message.split("\n", 1)[1])["entry"]["seq"]
+                    head = await b.app[STORE].head(incident)
+                    seen.append((seq, head.seq if head else 0))
+    assert [seq for seq, _ in seen] == list(range(1, 11))
+    assert all(head >= seq for seq, head in seen)
