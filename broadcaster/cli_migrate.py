@@ -6,10 +6,12 @@ replays what follows, so timelines, hashes and checkpoints are the same
 bytes as before and ``broadcaster verify`` gives the same result.
 
 Stop the single node first: writes made to it after the copy are not in
-Redis. The command refuses a log that is not empty, and records the id of the
-data directory's signing key in Redis, so a node started with another key
-refuses to run (the key itself is never copied: every node needs it as
-``BROADCASTER_SIGNING_KEY``; ``--print-signing-key`` prints that value).
+Redis. A node's replica can be copied the same way (when Redis lost its data
+and that replica is the most complete copy left). The command refuses a log
+that is not empty, and records the id of the data directory's signing key in
+Redis, so a node started with another key refuses to run (the key itself is
+never copied: every node needs it as ``BROADCASTER_SIGNING_KEY``;
+``--print-signing-key`` prints that value).
 """
 
 from __future__ import annotations

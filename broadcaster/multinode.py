@@ -36,6 +36,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 DATABASE_FILE = "broadcaster.db"
+#: The topic that tells listeners to re-read the store (``channels.hub.RESUBSCRIBED``).
+RESUBSCRIBED = "bus:resubscribed"
 
 
 def database_path(settings: Settings) -> Path:
@@ -68,11 +70,28 @@ def position_of(message: str) -> str | None:
 
 
 class ReplicatedBus(RedisBus):
-    """Deliver a bus message on this node only once the replica holds its write."""
+    """Deliver a bus message on this node only once the replica holds its write.
+
+    Pub/sub keeps nothing: when the subscription comes back after a drop, the
+    bus says so with a ``RESUBSCRIBED`` message, delivered once the replica
+    has caught up with the log, so that every live subscription re-reads what
+    it may have missed meanwhile (the hub's resync).
+    """
 
     def __init__(self, url: str, db: Database, **options: Any) -> None:
         super().__init__(url, **options)
         self.db = db
+        self._subscribed_before = False
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        again = message["type"] == "psubscribe" and self._subscribed_before
+        if message["type"] == "psubscribe":
+            self._subscribed_before = True
+        super()._handle(message)
+        if again:
+            log.info("Redis bus subscribed again; live clients resync")
+            for queue in self._queues:
+                queue.put_nowait((RESUBSCRIBED, ""))
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Message]]:
@@ -81,6 +100,8 @@ class ReplicatedBus(RedisBus):
 
     async def _after_apply(self, messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
         async for topic, message in messages:
+            if topic == RESUBSCRIBED:
+                await self.db.sync()
             position = position_of(message)
             if position is not None and not await self.db.wait_applied(position):
                 log.warning("the replica did not reach %s in time; delivering anyway", position)

@@ -106,14 +106,22 @@ class Replication(Follower):
                     f"this node signs with key {self.key_id} but the others use {shared}:"
                     " give every node the same BROADCASTER_SIGNING_KEY"
                 )
-        if path.exists() and _identity_of(path) != self.identity:
-            if _holds_data(path):
-                raise ConfigError(
-                    f"{path} is a single-node database, not a replica: copy it into Redis with"
-                    " 'broadcaster migrate-redis', then start this node on an empty data"
-                    " directory (or move the file aside)"
-                )
-            log.warning("%s replicates another log or nothing yet; rebuilding it", path)
+        found = _identity_of(path) if path.exists() else self.identity
+        if found is None and _holds_data(path):
+            raise ConfigError(
+                f"{path} is a single-node database, not a replica: copy it into Redis with"
+                " 'broadcaster migrate-redis', then start this node on an empty data"
+                " directory (or move the file aside)"
+            )
+        if found is not None and found != self.identity:
+            # Redis emptied or replaced: this file may be the only copy left.
+            raise ConfigError(
+                f"{path} replicates another log ({found}) than the one in Redis"
+                f" ({self.identity}). If Redis lost its data, keep this file: it can be"
+                " copied back with 'broadcaster migrate-redis'. Otherwise delete it to"
+                " rebuild the replica from Redis."
+            )
+        if found is None:  # tables but no rows: a start that never finished
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
         if not path.exists():
@@ -364,12 +372,10 @@ def _identity_of(path: Path) -> str | None:
 
 
 def _holds_data(path: Path) -> bool:
-    """Tell whether ``path`` is a database with rows but no replica state (single-node)."""
+    """Tell whether the database at ``path`` holds any row."""
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
-        if any(name == "wal_state" for name, _ in rows):
-            return False
         # Virtual tables and their shadow tables hold bookkeeping rows even when empty.
         virtual = [name + "_" for name, sql in rows if sql.upper().startswith("CREATE VIRTUAL")]
         tables = [

@@ -32,6 +32,8 @@ def copy_database(source: Path, target: Path) -> None:
         src.backup(dst)
         # One self-contained file: a replica opens it in WAL mode itself.
         dst.execute("PRAGMA journal_mode=DELETE")
+        # A replica's position in its old log means nothing in the new one.
+        dst.execute("DROP TABLE IF EXISTS wal_state")
     finally:
         dst.close()
         src.close()

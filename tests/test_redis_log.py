@@ -156,19 +156,19 @@ async def test_writes_answer_503_while_redis_is_down_and_reads_go_on(
         await db.close()
 
 
-async def test_a_replica_of_another_log_is_rebuilt(tmp_path: Path, redis_url: str) -> None:
-    """A replica whose log was replaced (Redis emptied) is rebuilt from the new log at open."""
+async def test_a_replica_of_another_log_is_kept_not_overwritten(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """After Redis was emptied a node refuses to start rather than wipe its (maybe last) copy."""
     db = node(tmp_path / "db", redis_url)
     await db.open()
     await db.write(insert("a", "old log"))
     await db.close()
     redis.Redis.from_url(redis_url).flushall()
-    db = node(tmp_path / "db", redis_url)
-    await db.open()
-    try:
-        assert await rows(db) == []
-    finally:
-        await db.close()
+    with pytest.raises(ConfigError, match="migrate-redis"):
+        await node(tmp_path / "db", redis_url).open()
+    kept = sqlite3.connect(tmp_path / "db").execute("SELECT body FROM notes").fetchall()
+    assert kept == [("old log",)]
 
 
 async def test_neither_mode_opens_the_others_file(tmp_path: Path, redis_url: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import redis
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import bearer, create_incident, make_token, post_entry
 
@@ -92,3 +93,33 @@ async def test_a_node_with_another_signing_key_refuses_to_start(
     with pytest.raises(ConfigError, match="BROADCASTER_SIGNING_KEY"):
         async with served(stranger):
             pass
+
+
+async def test_a_replica_copies_back_into_an_emptied_redis(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis lost everything: the node refuses to start, and its replica migrates back whole."""
+    first = Settings.from_env(
+        {}, data_dir=tmp_path / "a", public_url="http://x.test", redis_url=redis_url
+    )
+    async with served(first) as node:
+        admin = bearer(await make_token(node, "admin"))
+        incident = (await create_incident(node, admin))["id"]
+        for n in range(3):
+            await post_entry(node, admin, incident, body=f"第{n}条")
+        before = await (await node.get(f"/api/incidents/{incident}")).json()
+    redis.Redis.from_url(redis_url).flushall()
+    with pytest.raises(ConfigError, match="migrate-redis"):
+        async with served(first):
+            pass
+    monkeypatch.setenv("BROADCASTER_REDIS_URL", redis_url)
+    assert main(["migrate-redis", "--data-dir", str(first.data_dir)]) == 0
+    again = first.with_(data_dir=tmp_path / "b", signing_key=key_of(first))
+    async with served(again) as node:
+        after = await (await node.get(f"/api/incidents/{incident}")).json()
+        assert after["head"] == before["head"]
+        assert await verify(node, incident) == 0
+
+
+def key_of(settings: Settings) -> str:
+    return b64url((settings.data_dir / "signing.key").read_bytes())

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -172,3 +173,36 @@ async def test_bus_messages_wait_until_the_replica_can_serve_them(nodes: Nodes) 
                     seen.append((seq, head.seq if head else 0))
     assert [seq for seq, _ in seen] == list(range(1, 11))
     assert all(head >= seq for seq, head in seen)
+
+
+async def test_an_entry_lost_by_pub_sub_reaches_viewers_when_the_node_resubscribes(
+    nodes: Nodes, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B's subscription loses a message, then reconnects: B's viewer gets it, unprompted."""
+    a, b, _ = nodes
+    editor = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor))["id"]
+    await post_entry(a, editor, incident, body="第一条")
+    ws = await b.ws_connect(f"/ws/incidents/{incident}?after=0")
+    assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "hello"
+    assert await entry_seqs(ws, 1) == [1]
+    bus = b.app[BUS]
+    handle = bus._handle  # type: ignore[attr-defined]
+    lost = asyncio.Event()
+
+    def lossy(message: dict[str, object]) -> None:
+        if message["type"] == "pmessage" and not lost.is_set():
+            lost.set()  # as if it was published while B was not subscribed
+            return
+        handle(message)
+
+    monkeypatch.setattr(bus, "_handle", lossy)
+    await post_entry(a, editor, incident, body="B 未收到的消息")
+    await asyncio.wait_for(lost.wait(), TIMEOUT)
+    admin = redis.asyncio.Redis.from_url(redis_url)
+    try:  # drop the subscriptions: redis-py subscribes again at once
+        await admin.client_kill_filter(_type="pubsub")
+    finally:
+        await admin.aclose()
+    assert await entry_seqs(ws, 2) == [2]
+    await ws.close()
