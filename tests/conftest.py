@@ -1,8 +1,14 @@
 """Shared fixtures: a real application on a real port, tokens for each role.
 
 Time bounds in tests derive from ``TIMEOUT`` (``BROADCASTER_TEST_TIMEOUT``,
-default 10 s), so a slow machine can scale them all at once. ``redis_url``
-is the session's private ``redis-server``, emptied for each test.
+default 10 s), so a slow machine can scale them all at once.
+
+Every test built on ``settings`` (so on ``client``) runs twice: on the
+single-node SQLite store (``[sqlite]``) and as a node of a multi-node
+deployment on Redis (``[redis]``: a replica of a fresh shared log in the
+session's private ``redis-server``, emptied before each test). A test that is
+inherently single-node says why with ``@pytest.mark.single_backend("...")``
+and runs on SQLite only. ``-k sqlite`` or ``-k redis`` picks one backend.
 """
 
 from __future__ import annotations
@@ -23,6 +29,25 @@ from broadcaster.auth import TOKENS
 from broadcaster.settings import Settings
 
 TIMEOUT = float(os.environ.get("BROADCASTER_TEST_TIMEOUT", "10"))
+BACKENDS = ("sqlite", "redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_backend(reason): runs on the SQLite backend only, for the reason given"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the Redis run of tests marked ``single_backend``."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_redis = params is not None and params.params.get("backend") == "redis"
+        (dropped if on_redis and item.get_closest_marker("single_backend") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +74,21 @@ def redis_url(redis_session: RedisServer) -> str:
     return redis_session.url
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store under test: ``sqlite`` (one node) or ``redis`` (a node of several)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh data directory, as a brand-new installation has them."""
-    return Settings.from_env({}, data_dir=tmp_path / "data", public_url="http://example.test")
+    extra: dict[str, Any] = {}
+    if backend == "redis":
+        extra["redis_url"] = request.getfixturevalue("redis_url")
+    return Settings.from_env(
+        {}, data_dir=tmp_path / "data", public_url="http://example.test", **extra
+    )
 
 
 @pytest.fixture
