@@ -33,22 +33,13 @@ class Bus(Protocol):
     def listen(self) -> AsyncIterator[AsyncIterator[Message]]: ...
 
 
-class MemoryBus:
-    """Deliver within one process."""
+class LocalListeners:
+    """Hand each message to every ``listen()`` block of this process (a base for buses)."""
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[Message]] = set()
 
-    async def connect(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        self._queues.clear()
-
-    async def ping(self) -> bool:
-        return True
-
-    async def publish(self, topic: str, message: str) -> None:
+    def deliver_locally(self, topic: str, message: str) -> None:
         for queue in self._queues:
             queue.put_nowait((topic, message))
 
@@ -60,6 +51,22 @@ class MemoryBus:
             yield _drain(queue)
         finally:
             self._queues.discard(queue)
+
+
+class MemoryBus(LocalListeners):
+    """Deliver within one process."""
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._queues.clear()
+
+    async def ping(self) -> bool:
+        return True
+
+    async def publish(self, topic: str, message: str) -> None:
+        self.deliver_locally(topic, message)
 
 
 async def _drain(queue: asyncio.Queue[Message]) -> AsyncIterator[Message]:

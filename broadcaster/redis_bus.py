@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -39,7 +37,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .bus import Message
+from .bus import LocalListeners
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ BACKOFF_MAX = 2.0
 PING_TIMEOUT = 2.0
 
 
-class RedisBus:
+class RedisBus(LocalListeners):
     """Publish to and listen on Redis channels named ``prefix + topic``.
 
     ``client`` is for tests and special setups (Sentinel, TLS options): the
@@ -78,7 +76,7 @@ class RedisBus:
         self.prefix = prefix
         self._heartbeat = heartbeat
         self._connect_timeout = connect_timeout
-        self._queues: set[asyncio.Queue[Message]] = set()
+        super().__init__()
         self._live = asyncio.Event()
         self._publishing = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
@@ -132,15 +130,6 @@ class RedisBus:
         async with self._publishing:
             await self._client.publish(self.prefix + topic, message)
 
-    @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[Message]]:
-        queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._queues.add(queue)
-        try:
-            yield _drain(queue)
-        finally:
-            self._queues.discard(queue)
-
     async def _read_forever(self) -> None:
         delay = BACKOFF_MIN
         while not self._closing:
@@ -191,15 +180,8 @@ class RedisBus:
             except UnicodeDecodeError:  # not ours: our publishers only send UTF-8
                 log.warning("Redis bus skipped a message that is not UTF-8")
                 return
-            topic = channel[len(self.prefix) :]
-            for queue in self._queues:
-                queue.put_nowait((topic, data))
+            self.deliver_locally(channel[len(self.prefix) :], data)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-async def _drain(queue: asyncio.Queue[Message]) -> AsyncIterator[Message]:
-    while True:
-        yield await queue.get()

@@ -35,7 +35,6 @@ text's postings are gone from the file as well.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import logging
 import sqlite3
@@ -47,6 +46,7 @@ from aiohttp import web
 
 from .api.common import incident_or_404, json_response, query_int
 from .appkeys import DB, PUBLISHER
+from .background import background
 from .db import Database
 from .errors import BadRequest
 from .model import Entry
@@ -212,13 +212,8 @@ async def _index_tasks(app: web.Application) -> AsyncIterator[None]:
     await app[DB].write(rebuild)
     purger = app[PURGER]
     purger.loop = asyncio.get_running_loop()
-    task = asyncio.create_task(purger.run(app[DB]))
-    try:
+    async with background(purger.run(app[DB]), "search-purger"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def setup(app: web.Application) -> None:

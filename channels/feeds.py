@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.appkeys import BUS, DB, SETTINGS
+from broadcaster.background import background
 from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.markdown import plain
@@ -313,11 +314,8 @@ async def follow_bus(app: web.Application) -> None:
 
 
 async def _bus_task(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(follow_bus(app), name="feeds-bus")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with background(follow_bus(app), "feeds-bus"):
+        yield
 
 
 def setup(app: web.Application) -> None:

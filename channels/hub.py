@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from aiohttp import web
 
 from broadcaster.appkeys import BUS, METRICS, SETTINGS, STORE
+from broadcaster.background import background
 from broadcaster.bus import Bus
 from broadcaster.metrics import Metrics
 from broadcaster.model import Entry
@@ -353,20 +354,15 @@ HUB = web.AppKey("hub", Hub)
 
 async def _listen(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
-    task = asyncio.create_task(hub.run(app[BUS]), name="broadcaster-hub")
-    # Serve no client before the node listens, unless the bus is down (clients
-    # then resync when it comes back).
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(LISTEN_WAIT):
-            await hub.ready.wait()
-    try:
+    async with background(hub.run(app[BUS]), "broadcaster-hub"):
+        # Serve no client before the node listens, unless the bus is down
+        # (clients then resync when it comes back).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LISTEN_WAIT):
+                await hub.ready.wait()
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for subscription in hub.all():
-            subscription.close()
+    for subscription in hub.all():
+        subscription.close()
 
 
 async def _going_away(app: web.Application) -> None:

@@ -36,7 +36,6 @@ frame once per client would cost more CPU than the bandwidth it saves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import struct
 from collections import deque
@@ -48,6 +47,7 @@ from prometheus_client import Gauge
 
 from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
+from broadcaster.background import background
 
 from .hub import CLOSE_GRACE, HUB, Hub, Message, Subscription
 
@@ -270,13 +270,8 @@ async def _ping_all(app: web.Application) -> AsyncIterator[None]:
                     max(0.0, start + (index + 1) * interval / slices - clock.time())
                 )
 
-    task = asyncio.create_task(loop(), name="broadcaster-ws-ping")
-    try:
+    async with background(loop(), "broadcaster-ws-ping"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def setup(app: web.Application) -> None:

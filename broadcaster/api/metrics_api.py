@@ -15,7 +15,6 @@ scrape never waits for the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import DB, METRICS, PUBLISHER
+from ..background import background
 from ..clock import now, parse_ts
 from ..model import Entry
 from ..questions import question_stats
@@ -119,13 +119,8 @@ async def _gauge_loop(app: web.Application) -> AsyncIterator[None]:
                 log.exception("counting overdue incidents failed")
             await asyncio.sleep(GAUGE_PERIOD)
 
-    task = asyncio.create_task(loop())
-    try:
+    async with background(loop(), "overdue-gauge"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def setup(app: web.Application) -> None:
