@@ -50,7 +50,9 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The repository root replaces this script's folder on the path: bench/redis.py
+# would otherwise stand in for the redis package.
+sys.path[0] = str(ROOT)
 
 from bench import nchan  # noqa: E402
 from bench.wsclient import read_results  # noqa: E402

@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repository root replaces this script's folder on the path: bench/redis.py
+# would otherwise stand in for the redis package.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from broadcaster import cli  # noqa: E402
 from channels import websocket  # noqa: E402
