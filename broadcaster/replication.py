@@ -96,7 +96,7 @@ class Replication(Follower):
 
     # -- at open, before the writer thread runs (blocking) -----------------
     def prepare(self, path: Path) -> None:
-        """Check the signing key; drop a replica of another log; restore a snapshot."""
+        """Check the signing key and the replica's log; restore the log's snapshot if new."""
         self.identity = self.log.identity()
         if self.key_id is not None:
             self.log.client.set(wal.SIGNING_KEY_ID, self.key_id, nx=True)
@@ -127,7 +127,7 @@ class Replication(Follower):
         if not path.exists():
             first = self.log.read(ORIGIN, 1)
             if first and first[0].snapshot_part is not None:
-                self.restored = restore(self.log, first[0], path)
+                self.restored = restore(self.log, first[0], path, STATE_SCHEMA, self.identity)
 
     def attach(self, conn: sqlite3.Connection) -> None:
         """Set the replica up on the writer connection and apply the whole log."""

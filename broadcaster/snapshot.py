@@ -65,8 +65,12 @@ def append_snapshot(log: Log, source: Path) -> tuple[str, int]:
     return head, len(data)
 
 
-def restore(log: Log, first: LogEntry, target: Path) -> str:
-    """Write the snapshot that starts the log to ``target``; return its last part's id."""
+def restore(log: Log, first: LogEntry, target: Path, state_schema: str, identity: str) -> str:
+    """Write the snapshot that starts the log to ``target``; return its last part's id.
+
+    The file appears whole or not at all, already marked as a replica of
+    ``identity`` at the snapshot's position (``state_schema``'s table).
+    """
     part = first.snapshot_part
     if part is None:
         raise ValueError("the first entry of the log is not a snapshot")
@@ -80,5 +84,15 @@ def restore(log: Log, first: LogEntry, target: Path) -> str:
         raise ConfigError("the snapshot at the start of the log does not match its checksum")
     partial = target.with_name(target.name + ".restoring")
     partial.write_bytes(data)
+    conn = sqlite3.connect(partial)
+    try:
+        with conn:
+            conn.execute(state_schema)
+            conn.execute(
+                "INSERT INTO wal_state (id, log, applied) VALUES (1, ?, ?)",
+                (identity, entries[-1].id),
+            )
+    finally:
+        conn.close()
     partial.replace(target)
     return entries[-1].id
