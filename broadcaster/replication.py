@@ -48,8 +48,9 @@ from redis.exceptions import RedisError
 
 from . import wal
 from .db import Job, _unavailable
-from .errors import ConfigError, HTTPError, Unavailable
+from .errors import HTTPError, Unavailable
 from .recording import Recorder
+from .replica_file import check_replica, check_signing_key, warn_unless_durable
 from .replica_follow import CATCH_UP, Follower
 from .snapshot import restore
 from .wal import ORIGIN, Log, LogEntry, parse
@@ -96,34 +97,12 @@ class Replication(Follower):
 
     # -- at open, before the writer thread runs (blocking) -----------------
     def prepare(self, path: Path) -> None:
-        """Check the signing key and the replica's log; restore the log's snapshot if new."""
+        """Check Redis, the signing key and the replica file; restore the log's snapshot if new."""
         self.identity = self.log.identity()
+        warn_unless_durable(self.log)
         if self.key_id is not None:
-            self.log.client.set(wal.SIGNING_KEY_ID, self.key_id, nx=True)
-            shared = self.log.get(wal.SIGNING_KEY_ID)
-            if shared != self.key_id:
-                raise ConfigError(
-                    f"this node signs with key {self.key_id} but the others use {shared}:"
-                    " give every node the same BROADCASTER_SIGNING_KEY"
-                )
-        found = _identity_of(path) if path.exists() else self.identity
-        if found is None and _holds_data(path):
-            raise ConfigError(
-                f"{path} is a single-node database, not a replica: copy it into Redis with"
-                " 'broadcaster migrate-redis', then start this node on an empty data"
-                " directory (or move the file aside)"
-            )
-        if found is not None and found != self.identity:
-            # Redis emptied or replaced: this file may be the only copy left.
-            raise ConfigError(
-                f"{path} replicates another log ({found}) than the one in Redis"
-                f" ({self.identity}). If Redis lost its data, keep this file: it can be"
-                " copied back with 'broadcaster migrate-redis'. Otherwise delete it to"
-                " rebuild the replica from Redis."
-            )
-        if found is None:  # tables but no rows: a start that never finished
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
+            check_signing_key(self.log, self.key_id)
+        check_replica(path, self.identity)
         if not path.exists():
             first = self.log.read(ORIGIN, 1)
             if first and first[0].snapshot_part is not None:
@@ -357,32 +336,3 @@ def _deliver(outcomes: list[Outcome], position: str) -> None:
 
 def _state(conn: sqlite3.Connection) -> str:
     return conn.execute("SELECT applied FROM wal_state").fetchone()[0]
-
-
-def _identity_of(path: Path) -> str | None:
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT log FROM wal_state").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
-
-
-def _holds_data(path: Path) -> bool:
-    """Tell whether the database at ``path`` holds any row."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
-        # Virtual tables and their shadow tables hold bookkeeping rows even when empty.
-        virtual = [name + "_" for name, sql in rows if sql.upper().startswith("CREATE VIRTUAL")]
-        tables = [
-            name
-            for name, sql in rows
-            if not name.startswith(("sqlite_", *virtual)) and not sql.upper().startswith("CREATE V")
-        ]
-        return any(conn.execute(f'SELECT 1 FROM "{n}" LIMIT 1').fetchone() for n in tables)
-    finally:
-        conn.close()
