@@ -90,8 +90,7 @@ class ReplicatedBus(RedisBus):
         super()._handle(message)
         if again:
             log.info("Redis bus subscribed again; live clients resync")
-            for queue in self._queues:
-                queue.put_nowait((RESUBSCRIBED, ""))
+            self.deliver_locally(RESUBSCRIBED, "")
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Message]]:
