@@ -37,14 +37,8 @@ def create_app(
     if store is None:
         db = database_for(settings, key_id=signer.key_id)
         store = SQLiteStore(db.path, signer, db=db)
-    if bus is None and settings.redis_url:
-        if store.db.replication is not None:
-            bus = ReplicatedBus(settings.redis_url, store.db)
-        else:  # a store given by the caller, not replicated: fan-out only
-            from .redis_bus import RedisBus
-
-            bus = RedisBus(settings.redis_url)
-    bus = bus or MemoryBus()
+    if bus is None:
+        bus = _bus_for(settings, store)
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[errors, security_headers]
     )
@@ -64,6 +58,17 @@ def create_app(
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)
     return app
+
+
+def _bus_for(settings: Settings, store: SQLiteStore) -> Bus:
+    """Return the bus configuration asks for: Redis in multi-node mode, else in-process."""
+    if not settings.redis_url:
+        return MemoryBus()
+    if store.db.replication is not None:
+        return ReplicatedBus(settings.redis_url, store.db)
+    from .redis_bus import RedisBus  # a store given by the caller, not replicated: fan-out only
+
+    return RedisBus(settings.redis_url)
 
 
 async def _open_parts(app: web.Application) -> AsyncIterator[None]:

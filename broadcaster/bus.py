@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 Message = tuple[str, str]
@@ -30,7 +30,7 @@ class Bus(Protocol):
 
     async def publish(self, topic: str, message: str) -> None: ...
 
-    def listen(self) -> AsyncIterator[AsyncIterator[Message]]: ...
+    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Message]]: ...
 
 
 class LocalListeners:

@@ -35,7 +35,7 @@ def _validate_link(url: str) -> bool:
 def _parser() -> MarkdownIt:
     md = MarkdownIt("js-default", {"html": False, "linkify": False, "typographer": False})
     md.disable("image")
-    md.validateLink = _validate_link
+    md.validateLink = _validate_link  # type: ignore[method-assign]  # markdown-it's own hook
     return md
 
 

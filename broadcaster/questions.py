@@ -224,7 +224,7 @@ async def answer(request: web.Request) -> web.Response:
     fields = check_object(await read_object(request), ANSWER_FIELDS)
     qid = request.match_info["question"]
     row = await request.app[DB].read(lambda c: _pending(c, incident["id"], qid))
-    options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
+    options: dict[str, Any] = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
     # The question is quoted in the body, not in the chained record, so that a
     # redaction of the answer withdraws the quoted text too.
     fields["body"] = quote(row["text"]) + "\n\n" + fields["body"]

@@ -35,6 +35,7 @@ class Store(Protocol):
         *,
         checks: tuple[AppendCheck, ...] = (),
         hooks: tuple[AppendHook, ...] = (),
+        remote: str | None = None,
     ) -> tuple[Entry, dict[str, Any]]: ...
 
     async def entries(

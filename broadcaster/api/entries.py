@@ -47,7 +47,7 @@ class Replayed(Exception):
 
 def new_entry_from(fields: dict[str, Any]) -> tuple[NewEntry, dict[str, Any]]:
     """Split checked request fields into the entry and the review options."""
-    options = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
+    options: dict[str, Any] = {k: fields.pop(k) for k in ("mask", "acknowledge") if k in fields}
     return NewEntry(**fields), options
 
 
