@@ -424,7 +424,9 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key, value in rows[0].items():
         if key in ("lost", "duplicates", "closed_during_run", "failed"):
             merged[key] = sum(row[key] for row in rows)
-        elif isinstance(value, int | float) and key != "subscribers":
+        elif isinstance(value, int) and key != "subscribers":
+            merged[key] = statistics.median_low(row[key] for row in rows)
+        elif isinstance(value, float):
             merged[key] = round(statistics.median(row[key] for row in rows), 2)
     return merged
 

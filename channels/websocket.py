@@ -8,11 +8,13 @@ in seq order, with no gap and no duplicate (``channels.hub`` explains how).
 Live frames skip the per-client coroutine: the hub encodes each entry as a
 complete WebSocket frame once, and writes those same bytes to every socket
 with ``transport.write``, which never waits. Measured with ``bench/fanout.py``
-against aiohttp's ``send_str`` from one task per client, this costs about a
-third of the CPU per delivered message (see BENCHMARKS.md). aiohttp's
-``WebSocketResponse`` still does the handshake, the protocol pings (which reap
-dead connections) and the close handshake; its own writes are whole frames
-too, so the two never interleave within a frame.
+(5,000 viewers, 10 entries/s) against the textbook design, a bounded queue and
+a task per client awaiting aiohttp's ``send_str``: 6.8 instead of 19.7 µs of
+server CPU per delivered message, p99 latency 208 instead of 675 ms, 14.4
+instead of 19.1 KB per idle connection (BENCHMARKS.md). aiohttp's
+``WebSocketResponse`` still does the handshake and the close handshake, and
+parses what clients send; its own writes are whole frames too, so the two
+never interleave within a frame.
 
 Pings come from one task that walks every socket once per ``HEARTBEAT``
 seconds, spread over the interval, and writes the same two-byte frame, rather
