@@ -141,6 +141,21 @@ async def test_a_draft_held_on_a_is_approved_on_b(
     ]
 
 
+async def test_an_incident_made_on_a_can_be_followed_on_b_at_once(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A viewer sent to lagging B right after A created the incident gets it, not a 404."""
+    a, b, _ = nodes
+    lagging(b, monkeypatch)
+    editor = bearer(await make_token(a, "editor"))
+    incident = (await create_incident(a, editor))["id"]
+    assert (await b.get(f"/api/incidents/{incident}")).status == 200
+    ws = await b.ws_connect(f"/ws/incidents/{incident}?after=0")
+    hello = await ws.receive_json(timeout=TIMEOUT)
+    assert hello["type"] == "hello" and hello["incident"]["id"] == incident
+    await ws.close()
+
+
 async def test_search_on_b_finds_what_was_posted_on_a(
     nodes: Nodes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
