@@ -50,8 +50,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-# The repository root replaces this script's folder on the path: bench/redis.py
-# would otherwise stand in for the redis package.
+# Import the project (and ``bench``) from the repository root.
 sys.path[0] = str(ROOT)
 
 from bench import nchan  # noqa: E402

@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The repository root replaces this script's folder on the path: bench/redis.py
-# would otherwise stand in for the redis package.
+# Import the project (and ``bench``) from the repository root.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from broadcaster import cli  # noqa: E402

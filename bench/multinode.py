@@ -20,7 +20,7 @@ acknowledged write is on its disk) and real ``broadcaster serve`` processes:
 Client and servers share the machine, so the figures are lower bounds; the
 1-minute load average is printed. Usage::
 
-    .venv/bin/python bench/redis.py [--subscribers 2000] [--rate 20] [--seconds 10]
+    .venv/bin/python bench/multinode.py [--subscribers 2000] [--rate 20] [--seconds 10]
         [--posters 16] [--append-seconds 5]
 """
 
@@ -40,11 +40,8 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-# This file is named after what it measures: keep its directory off the import
-# path, or "import redis" would import this very script.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-ROOT = HERE.parent
+# Import the project (and ``bench``) from the repository root.
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
