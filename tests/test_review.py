@@ -225,3 +225,21 @@ def test_review_text_refuses_or_masks_public_text() -> None:
     assert error["findings"][0]["excerpt"] == "138****5678"
     assert review_text(f"我的电话{PHONE}", mask=True) == "我的电话138****5678"
     assert review_text("请问12345热线几点开通？") == "请问12345热线几点开通？"
+
+
+async def test_incident_text_is_reviewed_too(client: TestClient, editor: dict[str, str]) -> None:
+    """A phone number in an incident's summary is refused with findings, or masked on request."""
+    body = {
+        "title": "沙子口街道山洪",
+        "severity": "severe",
+        "summary": "失联人员家属请联系13812345678。",
+    }
+    refused = await client.post("/api/incidents", json=body, headers=editor)
+    assert refused.status == 422
+    answer = await refused.json()
+    assert answer["error"] == "disclosure_review" and answer["field"] == "summary"
+    assert [f["code"] for f in answer["findings"]] == ["mobile"]
+    assert (await (await client.get("/api/incidents")).json())["incidents"] == []
+    created = await client.post("/api/incidents", json={**body, "mask": True}, headers=editor)
+    assert created.status == 201
+    assert (await created.json())["summary"] == "失联人员家属请联系138****5678。"

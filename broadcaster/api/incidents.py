@@ -13,6 +13,7 @@ from ..errors import Unprocessable
 from ..fields import Field, check_object
 from ..jsonbody import read_object
 from ..model import SEVERITIES
+from ..review import review_text
 from .common import incident_or_404, json_response, remote_of
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -48,7 +49,11 @@ INCIDENT_FIELDS = (
     Field("id", "line", max_len=64, check=_slug),
     Field("code", "line", max_len=8, check=_code),
     Field("require_approval", "bool", nullable=False),
+    Field("mask", "bool", nullable=False),
 )
+#: Incident text is public at once and cannot be redacted later: it passes the
+#: same privacy review as entries (refused with findings, or masked on request).
+REVIEWED_FIELDS = ("title", "summary", "area")
 
 
 async def create_incident(request: web.Request) -> web.Response:
@@ -56,6 +61,10 @@ async def create_incident(request: web.Request) -> web.Response:
     fields = check_object(await read_object(request), INCIDENT_FIELDS)
     if not fields["title"]:
         raise Unprocessable("'title' must not be empty", code="invalid_value", field="title")
+    mask = fields.pop("mask", False)
+    for name in REVIEWED_FIELDS:
+        if fields.get(name):
+            fields[name] = review_text(fields[name], field=name, mask=mask)
     incident = await request.app[STORE].create_incident(fields, actor, remote_of(request))
     return json_response(incident, status=201)
 
