@@ -39,6 +39,7 @@ from .pages_view import (
     entry_view,
     incident_path,
     incident_view,
+    json_ld,
     utc_now,
 )
 
@@ -207,13 +208,18 @@ async def index(request: web.Request) -> web.Response:
     active.sort(key=lambda r: r["level"])
     resolved = [r for r in rows if r["status"] == "resolved"]
     resolved.sort(key=lambda r: r["last_iso"] or r["started_iso"], reverse=True)
+    resolved = resolved[:10]
+    # index.js counts listed incidents whose head seq grows past what this page shows.
+    heads = {r["id"]: r["entries"] for r in active + resolved}
     return render_page(
         request,
         "index.html",
         ctx,
         active=active,
-        resolved=resolved[:10],
+        resolved=resolved,
         feeds=feed_links(ctx, ""),
+        index_cfg=json_ld({"lang": ctx.lang, "heads": heads}),
+        index_js=request.app[ASSETS].url("index.js"),
         alert=site_alert(incidents, ctx, None),
     )
 
