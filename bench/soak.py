@@ -47,6 +47,7 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests/faults/clients.py imports bench.wsclient
 
 from faults.clients import Follower, gapless  # noqa: E402
 from serve_process import ServeProcess  # noqa: E402

@@ -17,6 +17,9 @@ It prints ``connected OK FAILED`` once every connection has answered, then
 waits for a line on stdin, writes its results to ``OUTFILE`` (a JSON header
 line, the latencies as native doubles, then the message numbers as native
 ints) and prints ``done``.
+
+``FrameProtocol`` and ``upgrade_request`` are also the base of the fault
+tests' reconnecting followers (``tests/faults/clients.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import time
 from array import array
 
-PONG_HEADER = b"\x8a\x80\x00\x00\x00\x00"  # masked with a zero key: payload unchanged
+PONG = b"\x8a\x80\x00\x00\x00\x00"  # masked with a zero key: payload unchanged
 MARK = b"bench n="
 
 
@@ -42,26 +45,46 @@ class Stats:
         self.closed = 0
 
 
-class Subscriber(asyncio.Protocol):
-    """One WebSocket connection; parses server frames and records benchmark messages."""
+def upgrade_request(host: str, port: int, path: str) -> bytes:
+    """Return a WebSocket upgrade request for ``path`` with a fresh random key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
 
-    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
-        self.stats = stats
+
+class FrameProtocol(asyncio.Protocol):
+    """Speak the client side of one WebSocket connection, parsing frames in place.
+
+    Subclasses get ``on_upgrade(ok)`` once the handshake answer is in (the
+    connection is closed when it is not a 101), ``on_data(opcode, buf, start,
+    stop)`` for each text, binary or continuation frame (the payload is
+    ``buf[start:stop]``; no copy is made unless the subclass slices) and
+    ``on_close(code)`` before a server close is answered by closing. Pings get
+    a pong. Server frames are never masked, so no unmasking is done; a frame
+    split across reads waits in ``buffer`` for the rest.
+    """
+
+    def __init__(self, request: bytes) -> None:
         self.request = request
-        self.opened = opened
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.upgraded = False
-        self.seen = bytearray()  # seen[n] == 1 once message n arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(self.request)  # type: ignore[attr-defined]
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.closed += 1
-        if not self.opened.done():
-            self.opened.set_result(False)
+    def on_upgrade(self, ok: bool) -> None:
+        pass
+
+    def on_data(self, opcode: int, buf: bytes, start: int, stop: int) -> None:
+        pass
+
+    def on_close(self, code: int) -> None:
+        pass
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer + data if self.buffer else data
@@ -72,8 +95,7 @@ class Subscriber(asyncio.Protocol):
                 return
             ok = buf.startswith(b"HTTP/1.1 101")
             self.upgraded = ok
-            if not self.opened.done():
-                self.opened.set_result(ok)
+            self.on_upgrade(ok)
             if not ok:
                 self.transport.close()  # type: ignore[union-attr]
                 return
@@ -98,14 +120,37 @@ class Subscriber(asyncio.Protocol):
             start = pos + head
             pos = start + length
             if opcode <= 2:  # text, or binary (nchan's default for a message)
-                self.on_text(buf[start:pos])
+                self.on_data(opcode, buf, start, pos)
             elif opcode == 9:
-                self.transport.write(PONG_HEADER)  # type: ignore[union-attr]
+                self.transport.write(PONG)  # type: ignore[union-attr]
             elif opcode == 8:
+                self.on_close(
+                    int.from_bytes(buf[start : start + 2], "big") if length >= 2 else 1005
+                )
                 self.transport.close()  # type: ignore[union-attr]
         self.buffer = buf[pos:]
 
-    def on_text(self, payload: bytes) -> None:
+
+class Subscriber(FrameProtocol):
+    """One benchmark connection; records the benchmark messages it gets."""
+
+    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
+        super().__init__(request)
+        self.stats = stats
+        self.opened = opened
+        self.seen = bytearray()  # seen[n] == 1 once message n arrived
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def on_upgrade(self, ok: bool) -> None:
+        if not self.opened.done():
+            self.opened.set_result(ok)
+
+    def on_data(self, opcode: int, buf: bytes, start: int, stop: int) -> None:
+        payload = buf[start:stop]
         at = payload.find(MARK)
         if at < 0:
             return
@@ -133,12 +178,7 @@ async def run(host: str, port: int, path: str, count: int, outfile: str) -> None
     protocols: list[Subscriber] = []
 
     async def open_one() -> bool:
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        request = upgrade_request(host, port, path)
         async with sem:
             opened: asyncio.Future[bool] = loop.create_future()
             try:

@@ -6,87 +6,51 @@ random pause with ``after=`` the last seq it got, as the contract asks of
 clients. It records every entry's seq, in arrival order, across connections,
 so a test can assert the whole range arrived once each. Frames are parsed in
 place and the seq is read without decoding the JSON (the publisher writes
-``{"type":"entry","entry":{"incident": ..., "seq": N, ...}}``).
+``{"type":"entry","entry":{"incident": ..., "seq": N, ...}}``). The frame
+parsing is the benchmark client's (``bench/wsclient.py``), so both stay lean.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import random
 from array import array
 
-PONG = b"\x8a\x80\x00\x00\x00\x00"  # masked with a zero key, as a client must
+from bench.wsclient import FrameProtocol, upgrade_request
+
 CLOSE = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # close 1000, masked with a zero key
 SEQ = b'"seq": '
 ENTRY = b'{"type":"entry"'
 
 
-class Connection(asyncio.Protocol):
+class Connection(FrameProtocol):
     """One WebSocket connection; hands entry seqs and the close code to its follower."""
 
     def __init__(self, follower: Follower) -> None:
+        super().__init__(follower.handshake())
         self.follower = follower
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.upgraded = False
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.follower.handshake())  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ended.done():
             self.ended.set_result(None)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buffer + data if self.buffer else data
-        if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = buf
-                return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                self.follower.refused += 1
-                self.transport.close()  # type: ignore[union-attr]
-                return
-            self.upgraded = True
+    def on_upgrade(self, ok: bool) -> None:
+        if ok:
             self.follower.connects += 1
-            buf = buf[end + 4 :]
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if size - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            start = pos + head
-            pos = start + length
-            if opcode == 1 and buf.startswith(ENTRY, start):
-                at = buf.index(SEQ, start) + len(SEQ)
-                stop = at
-                while 48 <= buf[stop] <= 57:
-                    stop += 1
-                self.follower.got(int(buf[at:stop]))
-            elif opcode == 9:
-                self.transport.write(PONG)  # type: ignore[union-attr]
-            elif opcode == 8:
-                code = int.from_bytes(buf[start : start + 2], "big") if length >= 2 else 1005
-                self.follower.close_codes.append(code)
-                self.transport.close()  # type: ignore[union-attr]
-        self.buffer = buf[pos:]
+        else:
+            self.follower.refused += 1
+
+    def on_data(self, opcode: int, buf: bytes, start: int, stop: int) -> None:
+        if opcode == 1 and buf.startswith(ENTRY, start):
+            at = buf.index(SEQ, start) + len(SEQ)
+            end = at
+            while 48 <= buf[end] <= 57:
+                end += 1
+            self.follower.got(int(buf[at:end]))
+
+    def on_close(self, code: int) -> None:
+        self.follower.close_codes.append(code)
 
 
 class Follower:
@@ -112,12 +76,8 @@ class Follower:
         self.seqs.append(seq)
 
     def handshake(self) -> bytes:
-        key = base64.b64encode(os.urandom(16)).decode()
-        return (
-            f"GET /ws/incidents/{self.incident}?after={self.last} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        path = f"/ws/incidents/{self.incident}?after={self.last}"
+        return upgrade_request("127.0.0.1", self.port, path)
 
     async def run(self, gate: asyncio.Semaphore) -> None:
         """Stay subscribed until ``stop``; ``gate`` bounds connection attempts in flight."""
