@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -43,11 +44,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    """Start ``broadcaster serve`` and return it with the admin token it prints."""
+def start_server(
+    data_dir: Path, port: int, launcher: Sequence[str] = ()
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``broadcaster serve`` and return it with the admin token it prints.
+
+    ``launcher`` prefixes the command (bench/feeds.py pins the server to a CPU
+    with ``taskset``).
+    """
     env = {**os.environ, "BROADCASTER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(port)],
+        [*launcher, sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

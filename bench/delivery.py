@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import platform
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from aiohttp.test_utils import TestClient, TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bench.append import free_port  # noqa: E402
 from broadcaster.app import create_app  # noqa: E402
 from broadcaster.appkeys import DB  # noqa: E402
 from broadcaster.auth import TOKENS  # noqa: E402
@@ -140,12 +140,6 @@ async def states(client: TestClient) -> dict[str, int]:
         return dict(rows.fetchall())
 
     return await client.app[DB].read(job)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def sms(subscribers: int, rate: int) -> dict[str, Any]:

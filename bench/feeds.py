@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.append import free_port, start_server  # noqa: E402
+
 SERVER_CPU, CLIENT_CPU = 0, 1
 NGINX = """\
 worker_processes 1;
@@ -68,12 +71,6 @@ def pin(cpu: int) -> list[str]:
     return []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(url: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -94,24 +91,6 @@ def call(base: str, token: str, path: str, body: dict[str, object]) -> dict[str,
     )
     with urllib.request.urlopen(request) as response:
         return dict(json.load(response))
-
-
-def start_broadcaster(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "BROADCASTER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [*pin(SERVER_CPU), sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"\b(bct_[A-Za-z0-9_-]+)", line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError("the server exited without printing an admin token")
 
 
 def start_nginx(prefix: Path, port: int) -> subprocess.Popen[bytes]:
@@ -160,7 +139,7 @@ def main() -> int:
     workdir.chmod(0o755)  # nginx's worker drops root and must read www/
     ours_port, nginx_port = free_port(), free_port()
     base = f"http://127.0.0.1:{ours_port}"
-    server, token = start_broadcaster(workdir / "data", ours_port)
+    server, token = start_server(workdir / "data", ours_port, pin(SERVER_CPU))
     nginx = None
     try:
         wait_for(base + "/healthz")

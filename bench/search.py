@@ -22,7 +22,6 @@ import asyncio
 import os
 import platform
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.append import free_port  # noqa: E402
 from broadcaster import search  # noqa: E402
 from broadcaster.model import Actor, NewEntry  # noqa: E402
 from broadcaster.signing import Signer  # noqa: E402
@@ -109,12 +109,6 @@ async def load(data_dir: Path, entries: int, incidents: int = 50, batch: int = 2
     finally:
         await store.close()
     return time.perf_counter() - started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
