@@ -121,3 +121,18 @@ async def test_unknown_incident_answers_404(client: TestClient) -> None:
     """Reading an unknown incident answers 404 incident_not_found."""
     response = await client.get("/api/incidents/nope")
     assert (response.status, (await response.json())["error"]) == (404, "incident_not_found")
+
+
+async def test_incident_list_answers_304_until_something_changes(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """Pollers of the incident list get 304 while nothing changed, and the list once it did."""
+    incident = await create_incident(client, editor)
+    first = await client.get("/api/incidents")
+    etag = first.headers["ETag"]
+    again = await client.get("/api/incidents", headers={"If-None-Match": etag})
+    assert again.status == 304
+    await post_entry(client, editor, incident["id"])
+    changed = await client.get("/api/incidents", headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    assert (await changed.json())["incidents"][0]["head"]["seq"] == 1

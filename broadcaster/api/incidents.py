@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -70,7 +72,13 @@ async def create_incident(request: web.Request) -> web.Response:
 
 
 async def list_incidents(request: web.Request) -> web.Response:
-    return json_response({"incidents": await request.app[STORE].incidents()})
+    """List incidents; an ETag lets pollers (the index page) pay a 304 when nothing changed."""
+    body = json.dumps({"incidents": await request.app[STORE].incidents()}, ensure_ascii=False)
+    etag = '"' + hashlib.sha256(body.encode("utf-8")).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(text=body, content_type="application/json", headers=headers)
 
 
 async def get_incident(request: web.Request) -> web.Response:
