@@ -73,6 +73,14 @@ async def subscribers(client: TestClient) -> list[str]:
     return [row[0] for row in rows]
 
 
+async def subscribed_incident(client: TestClient, editor: Any, gateway: Receiver) -> Any:
+    """Create incident SZK and subscribe PHONE to it, consuming the confirmation SMS."""
+    incident = await create_incident(client, editor, code="SZK")
+    await text_in(client, "订阅 SZK")
+    await next_sms(gateway)
+    return incident
+
+
 async def test_subscribe_is_confirmed_by_sms(
     client: TestClient, editor: Any, gateway: Receiver
 ) -> None:
@@ -216,9 +224,7 @@ async def test_delivery_reports_only_move_forward(
     client: TestClient, editor: Any, gateway: Receiver
 ) -> None:
     """Delivered is never downgraded by a late report; unknown ids answer 200 and do nothing."""
-    incident = await create_incident(client, editor, code="SZK")
-    await text_in(client, "订阅 SZK")
-    await next_sms(gateway)
+    incident = await subscribed_incident(client, editor, gateway)
     await post_entry(client, editor, incident["id"], body="测试", sms=True)
     sms = await next_sms(gateway)
     await eventually(lambda: _is(client, ["accepted"]), "the SMS accepted")
@@ -241,9 +247,7 @@ async def test_signed_json_reports_are_verified(
     client: TestClient, editor: Any, gateway: Receiver
 ) -> None:
     """A JSON delivery report needs a valid signature; a signed one is applied."""
-    incident = await create_incident(client, editor, code="SZK")
-    await text_in(client, "订阅 SZK")
-    await next_sms(gateway)
+    incident = await subscribed_incident(client, editor, gateway)
     await post_entry(client, editor, incident["id"], body="测试", sms=True)
     sms = await next_sms(gateway)
     body = json.dumps({"message_id": sms["id"], "status": "delivered"})
@@ -261,9 +265,7 @@ async def test_an_entry_redacted_before_sending_is_not_texted(
     client: TestClient, admin: Any, editor: Any, gateway: Receiver
 ) -> None:
     """When the gateway was down and the entry is redacted meanwhile, the SMS is cancelled."""
-    incident = await create_incident(client, editor, code="SZK")
-    await text_in(client, "订阅 SZK")
-    await next_sms(gateway)
+    incident = await subscribed_incident(client, editor, gateway)
     gateway.answers = [503]
     await post_entry(client, editor, incident["id"], body="误发的短信内容", sms=True)
     await gateway.next(TIMEOUT)
@@ -281,9 +283,7 @@ async def test_admins_see_counts_and_masked_numbers_only(
     client: TestClient, admin: Any, editor: Any, gateway: Receiver
 ) -> None:
     """The admin view masks numbers; editors and the public cannot read it."""
-    incident = await create_incident(client, editor, code="SZK")
-    await text_in(client, "订阅 SZK")
-    await next_sms(gateway)
+    incident = await subscribed_incident(client, editor, gateway)
     response = await client.get(f"/api/incidents/{incident['id']}/sms", headers=admin)
     view = await response.json()
     assert view["subscribers"] == 1
