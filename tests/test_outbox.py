@@ -7,13 +7,12 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
-from test_webhooks import deliveries, register, settled
+from test_webhooks import deliveries, loopback_settings, register, settled
 from webhook_receiver import Receiver
 
 import channels.worker
@@ -24,18 +23,7 @@ from broadcaster.settings import Settings
 from channels.outbox import MAX_RETRY_AFTER, Outbox, claim, enqueue, retry_delay
 from channels.worker import Worker
 
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings allowing the loopback receiver, with a zero-second retry schedule."""
-    return Settings.from_env(
-        {},
-        data_dir=tmp_path / "data",
-        public_url="http://example.test",
-        webhook_allow=("127.0.0.1",),
-        retry_schedule=(0, 0, 0),
-        delivery_timeout=2,
-    )
+settings = pytest.fixture(loopback_settings, name="settings")
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:

@@ -19,9 +19,11 @@ from broadcaster.settings import Settings
 T = TypeVar("T")
 
 
-@pytest.fixture
-def settings(tmp_path: Any) -> Settings:
-    """Settings with the loopback receiver allowed and a schedule of seconds, not hours."""
+def loopback_settings(tmp_path: Any) -> Settings:
+    """Return settings with the loopback receiver allowed and a schedule of seconds, not hours.
+
+    Also the ``settings`` fixture of tests/test_outbox.py.
+    """
     return Settings.from_env(
         {},
         data_dir=tmp_path / "data",
@@ -30,6 +32,9 @@ def settings(tmp_path: Any) -> Settings:
         retry_schedule=(0, 0, 0),
         delivery_timeout=2,
     )
+
+
+settings = pytest.fixture(loopback_settings, name="settings")
 
 
 @pytest.fixture
