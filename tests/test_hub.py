@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -13,6 +14,7 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, METRICS, STORE
 from broadcaster.bus import MemoryBus
 from broadcaster.bus import Message as BusMessage
+from broadcaster.settings import Settings
 from channels.hub import HUB, RESUBSCRIBED, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
@@ -39,6 +41,16 @@ async def stored(client: TestClient, incident_id: str, seq: int) -> Message:
     entry = await client.app[STORE].entry(incident_id, seq)
     assert entry is not None
     return Message.from_entry(entry)
+
+
+@asynccontextmanager
+async def held_app(settings: Settings) -> AsyncIterator[tuple[TestClient, HoldingBus, Any, Any]]:
+    """Yield a served app on a ``HoldingBus``, its bus, editor headers and one incident."""
+    bus = HoldingBus()
+    app = create_app(settings, bus=bus)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        editor = bearer(await make_token(client, "editor"))
+        yield client, bus, editor, await create_incident(client, editor)
 
 
 async def test_gap_is_filled_from_the_store_and_duplicates_skipped(client, editor):
@@ -80,31 +92,25 @@ async def test_full_queue_drops_only_that_client(client, editor):
 
 async def test_reordered_bus_messages_reach_a_live_client_once_in_order(settings):
     """Messages the bus delivers out of order or twice reach a live client as 1, 2, 3."""
-    bus = HoldingBus()
-    app = create_app(settings, bus=bus)
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-        editor = bearer(await make_token(client, "editor"))
-        incident = await create_incident(client, editor)
-        async with client.ws_connect(f"/ws/incidents/{incident['id']}") as ws:
-            await ws.receive_json(timeout=TIMEOUT)
-            bus.holding = True
-            for _ in range(3):
-                await post_entry(client, editor, incident["id"])
-            bus.holding = False
-            for index in (2, 0, 2, 1, 0):
-                await bus.publish(*bus.held[index])
-            assert await entry_seqs(ws, 3) == [1, 2, 3]
+    async with (
+        held_app(settings) as (client, bus, editor, incident),
+        client.ws_connect(f"/ws/incidents/{incident['id']}") as ws,
+    ):
+        await ws.receive_json(timeout=TIMEOUT)
+        bus.holding = True
+        for _ in range(3):
             await post_entry(client, editor, incident["id"])
-            assert await entry_seqs(ws, 4) == [4]
+        bus.holding = False
+        for index in (2, 0, 2, 1, 0):
+            await bus.publish(*bus.held[index])
+        assert await entry_seqs(ws, 3) == [1, 2, 3]
+        await post_entry(client, editor, incident["id"])
+        assert await entry_seqs(ws, 4) == [4]
 
 
 async def test_entries_lost_while_the_bus_was_down_arrive_after_it_returns(settings):
     """When the bus listener fails and reconnects, live clients resync from the store."""
-    bus = HoldingBus()
-    app = create_app(settings, bus=bus)
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-        editor = bearer(await make_token(client, "editor"))
-        incident = await create_incident(client, editor)
+    async with held_app(settings) as (client, bus, editor, incident):
         sse = await client.get(f"/api/incidents/{incident['id']}/events")
         async with client.ws_connect(f"/ws/incidents/{incident['id']}") as ws:
             await ws.receive_json(timeout=TIMEOUT)
@@ -120,18 +126,16 @@ async def test_entries_lost_while_the_bus_was_down_arrive_after_it_returns(setti
 
 async def test_a_bus_that_resubscribed_makes_clients_resync(settings):
     """A ``bus:resubscribed`` message makes live clients re-read what the bus lost."""
-    bus = HoldingBus()
-    app = create_app(settings, bus=bus)
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-        editor = bearer(await make_token(client, "editor"))
-        incident = await create_incident(client, editor)
-        async with client.ws_connect(f"/ws/incidents/{incident['id']}") as ws:
-            await ws.receive_json(timeout=TIMEOUT)
-            bus.holding = True  # lost while the bus was reconnecting
-            await post_entry(client, editor, incident["id"])
-            bus.holding = False
-            await bus.publish(RESUBSCRIBED, "")
-            assert await entry_seqs(ws, 1) == [1]
+    async with (
+        held_app(settings) as (client, bus, editor, incident),
+        client.ws_connect(f"/ws/incidents/{incident['id']}") as ws,
+    ):
+        await ws.receive_json(timeout=TIMEOUT)
+        bus.holding = True  # lost while the bus was reconnecting
+        await post_entry(client, editor, incident["id"])
+        bus.holding = False
+        await bus.publish(RESUBSCRIBED, "")
+        assert await entry_seqs(ws, 1) == [1]
 
 
 async def test_malformed_bus_messages_are_ignored(client, editor):
