@@ -107,9 +107,16 @@ async def poster(
                 errors.append(response.status)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
+def ranked(ordered: Sequence[float], fraction: float) -> float:
+    """Return the nearest-rank ``fraction`` quantile of ``ordered``, which must be sorted.
+
+    The benchmarks all report this one definition (p50, p99, max = 1.0).
+    """
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return ranked(sorted(values), fraction)
 
 
 async def run_case(

@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
 from bench import nchan  # noqa: E402
+from bench.append import ranked  # noqa: E402
 from bench.wsclient import read_results  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -294,11 +295,7 @@ async def measure(
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
-        return (
-            ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-            if ordered
-            else float("nan")
-        )
+        return ranked(ordered, p) * 1000 if ordered else float("nan")
 
     post_times.sort()
     firsts = sorted(first.values())

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import redis  # noqa: E402
 
-from bench.append import free_port, run_case  # noqa: E402
+from bench.append import free_port, ranked, run_case  # noqa: E402
 from bench.wsclient import read_results  # noqa: E402
 
 TOKEN = re.compile(r"\b(bct_[A-Za-z0-9_-]+)")
@@ -182,7 +182,7 @@ def summary(samples: array, lost: int) -> dict[str, Any]:
         return {"lost": lost}
 
     def pct(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+        return round(ranked(ordered, p) * 1000, 2)
 
     return {"p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0), "lost": lost}
 

@@ -52,6 +52,8 @@ sys.path.insert(0, str(ROOT))  # tests/faults/clients.py imports bench.wsclient
 from faults.clients import Follower, gapless  # noqa: E402
 from serve_process import ServeProcess  # noqa: E402
 
+from bench.append import ranked  # noqa: E402
+
 
 class TimedFollower(Follower):
     """A follower that also notes when each seq arrived."""
@@ -100,7 +102,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return ranked(ordered, q) * 1000
 
     found = {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1] * 1000}
     return {"n": len(ordered), **{k: round(v, 1) for k, v in found.items()}}
