@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, create_incident, post_entry
@@ -23,6 +24,8 @@ import channels.sms.service
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
+from channels.sms.kannel import KannelGateway
+from channels.sms.signed_json import SignedJsonGateway
 from channels.sms.text import segments
 from channels.webhooks import sign
 
@@ -316,3 +319,18 @@ async def test_an_incident_takes_a_capped_number_of_subscribers(
     await text_in(client, "订阅 SZK", sender=OTHER)
     assert "已满" in (await next_sms(gateway))["text"]
     assert await subscribers(client) == [PHONE]
+
+
+async def test_gateways_refuse_a_closed_session_they_do_not_own() -> None:
+    """A gateway never replaces a caller's closed session with one nobody would close."""
+    session = aiohttp.ClientSession()
+    await session.close()
+    gateways = (
+        KannelGateway("http://127.0.0.1:9/cgi-bin/sendsms", "u", "p", "12379", None,
+                      session=session),
+        SignedJsonGateway("http://127.0.0.1:9/sms", "whsec_" + "QUFBQUFBQUFBQUFBQUFBQQ==",
+                          "county", "12379", None, session=session),
+    )  # fmt: skip
+    for gateway in gateways:
+        with pytest.raises(RuntimeError, match="closed"):
+            await gateway.send(to="+8613812345678", text="测试", message_id="m1")

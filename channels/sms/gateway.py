@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+import aiohttp
+
 __all__ = ["Outcome", "SendResult", "SmsGateway"]
 
 Outcome = Literal["accepted", "queued", "retry", "failed"]
@@ -38,3 +40,28 @@ class SmsGateway(Protocol):
     async def close(self) -> None:
         """Release connections owned by the gateway."""
         ...
+
+
+class HttpSession:
+    """Hold a gateway's HTTP session: a passed-in one (left open) or its own (closed by close()).
+
+    A passed-in session that was closed is an error, never silently replaced:
+    a replacement nobody owns would never be closed.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None, owner: str) -> None:
+        self._session = session
+        self._owns = session is None
+        self._owner = owner
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns:
+                raise RuntimeError(f"the aiohttp session passed to {self._owner} is closed")
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns and self._session is not None:
+            await self._session.close()
+            self._session = None

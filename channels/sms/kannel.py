@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
-from .gateway import SendResult
+from .gateway import HttpSession, SendResult
 from .numbers import E164_RE
 from .text import encoding_for
 
@@ -66,8 +66,7 @@ class KannelGateway:
         self._password = password
         self._sender = sender
         self._dlr_url = dlr_url
-        self._session = session
-        self._owns_session = session is None
+        self._http = HttpSession(session, "KannelGateway")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def send(self, *, to: str, text: str, message_id: str) -> SendResult:
@@ -98,7 +97,7 @@ class KannelGateway:
                 "&type=%d"
             )
         url = URL(_append_query(self._url, params), encoded=True)
-        session = self._get_session()
+        session = self._http.get()
         try:
             async with session.get(url, timeout=self._timeout, allow_redirects=False) as resp:
                 body = (await resp.text(errors="replace")).strip()
@@ -113,16 +112,7 @@ class KannelGateway:
 
     async def close(self) -> None:
         """Close the HTTP session if this gateway created it (a passed-in session stays open)."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                raise RuntimeError("the aiohttp session passed to KannelGateway is closed")
-            self._session = aiohttp.ClientSession()
-        return self._session
+        await self._http.close()
 
     def _redact(self, detail: str) -> str:
         return detail.replace(self._password, "***") if self._password else detail

@@ -23,7 +23,7 @@ import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from ..webhooks import sign
-from .gateway import Outcome, SendResult
+from .gateway import HttpSession, Outcome, SendResult
 from .numbers import E164_RE
 
 #: Delivery report statuses a signed JSON gateway may send, as our states.
@@ -58,8 +58,7 @@ class SignedJsonGateway:
         self._account = account
         self._sender = sender
         self._dlr_url = dlr_url
-        self._session = session
-        self._owns_session = session is None
+        self._http = HttpSession(session, "SignedJsonGateway")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def send(self, *, to: str, text: str, message_id: str) -> SendResult:
@@ -79,7 +78,7 @@ class SignedJsonGateway:
         )
         headers = sign(self._secret, message_id, body)
         try:
-            async with self._get_session().post(
+            async with self._http.get().post(
                 self._url,
                 data=body.encode("utf-8"),
                 headers=headers,
@@ -105,14 +104,8 @@ class SignedJsonGateway:
         return data
 
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        """Close the HTTP session if this gateway created it (a passed-in session stays open)."""
+        await self._http.close()
 
 
 def _map_answer(status: int, raw: bytes) -> SendResult:
