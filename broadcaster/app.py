@@ -13,7 +13,7 @@ from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import TOKENS, Tokens
 from .bus import Bus, MemoryBus
 from .metrics import Metrics
-from .middleware import errors, security_headers
+from .middleware import errors
 from .multinode import ReplicatedBus, database_for
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
@@ -39,9 +39,7 @@ def create_app(
         store = SQLiteStore(db.path, signer, db=db)
     if bus is None:
         bus = _bus_for(settings, store)
-    app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[errors, security_headers]
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors])
     app[SETTINGS] = settings
     app[SIGNER] = signer
     app[STORE] = store

@@ -90,8 +90,9 @@ def error_response(
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer errors as JSON, then secure every answer (one middleware: one pass per request)."""
     response = await _errors(request, handler)
-    secure(request, response)  # error answers never pass through ``security_headers``
+    secure(request, response)
     return response
 
 
@@ -114,10 +115,3 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, {"error": "internal_error", "message": "internal error"})
-
-
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    secure(request, response)
-    return response
