@@ -47,8 +47,8 @@ def create_app(
     app[BUS] = bus
     app[TOKENS] = tokens = Tokens(store.db)
     tokens.failures = shared_window(app, "failed-logins", tokens.failures)
-    app[PUBLISHER] = Publisher(store, bus)
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics = Metrics()
+    app[PUBLISHER] = Publisher(store, bus, metrics)
     app.cleanup_ctx.append(_open_parts)
     core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
     for module in (*core, review, redaction, drafts, audit_api):

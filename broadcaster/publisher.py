@@ -17,6 +17,7 @@ from typing import Any
 
 from .bus import Bus
 from .db import written_position
+from .metrics import Metrics
 from .model import Actor, Entry, NewEntry
 from .store import Store
 from .timeline import AppendCheck, AppendHook
@@ -40,13 +41,13 @@ def entry_message(entry: Entry) -> str:
 class Publisher:
     """Hold the append checks and hooks, append, then publish on the bus."""
 
-    def __init__(self, store: Store, bus: Bus) -> None:
+    def __init__(self, store: Store, bus: Bus, metrics: Metrics) -> None:
         self.store = store
         self.bus = bus
+        self.metrics = metrics
         self.checks: list[AppendCheck] = []
         self.hooks: list[AppendHook] = []
         self.reviews: list[Review] = []
-        self.appended = 0
 
     def review(self, new: NewEntry, options: dict[str, Any], actor: Actor) -> NewEntry:
         """Run the pre-publication reviews; each may refuse (422) or rewrite the entry."""
@@ -73,7 +74,7 @@ class Publisher:
             hooks=(*self.hooks, *hooks),
             remote=remote,
         )
-        self.appended += 1
+        self.metrics.entries.labels(new.kind).inc()
         await self.announce(entry)
         return entry, checkpoint
 

@@ -273,15 +273,6 @@ class SQLiteStore:
     async def checkpoint(self, incident_id: str) -> dict[str, Any] | None:
         return await self.db.read(lambda c: read_checkpoint(c, incident_id))
 
-    async def checkpoints(self, incident_id: str) -> list[dict[str, Any]]:
-        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(
-                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq", (incident_id,)
-            ).fetchall()
-            return [json.loads(row[0]) for row in rows]
-
-        return await self.db.read(job)
-
 
 def read_entries(
     conn: sqlite3.Connection, incident_id: str, after: int = 0, limit: int | None = None

@@ -12,18 +12,12 @@ import secrets
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from html import escape
+from typing import Any
 
 from . import chain, markdown
 from .errors import Conflict, Unprocessable
 from .model import Actor, Entry, NewEntry
-
-
-class IncidentState(Protocol):
-    """What an append needs to know about the incident (a row or a dict)."""
-
-    def __getitem__(self, key: str) -> Any: ...
-
 
 #: A check run inside the append transaction: ``check(conn, incident, new)``.
 #: It raises an ``HTTPError`` to refuse; the transaction is then rolled back.
@@ -47,8 +41,7 @@ def normalize_text(text: str) -> str:
 
 
 def redaction_notice(basis: str, posted_at: str, department: str) -> str:
-    from html import escape
-
+    """Return the HTML a redacted entry shows instead of its text: basis, department, time."""
     return (
         '<p class="redaction-notice">此内容已依据「'
         + escape(basis)

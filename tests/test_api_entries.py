@@ -306,3 +306,19 @@ async def test_no_checkpoint_before_the_first_entry(
     body = await response.json()
     assert (response.status, body["error"]) == (404, "no_checkpoint")
     assert body["head"] == {"seq": 0, "hash": chain.genesis_hash(found["id"])}
+
+
+async def test_metrics_count_entries_by_kind(
+    client: TestClient, editor: dict[str, str], admin: dict[str, str]
+) -> None:
+    """/metrics counts every acknowledged entry by kind, and nothing for a refused one."""
+    incident = await create_incident(client, editor)
+    await post_entry(client, editor, incident["id"])
+    await post_entry(client, editor, incident["id"], kind="correction", corrects=1)
+    refused = await client.post(
+        f"/api/incidents/{incident['id']}/entries", json={"kind": "correction"}, headers=editor
+    )
+    assert refused.status == 422
+    text = await (await client.get("/metrics", headers=admin)).text()
+    assert 'broadcaster_entries_total{kind="update"} 1.0' in text
+    assert 'broadcaster_entries_total{kind="correction"} 1.0' in text
