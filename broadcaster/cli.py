@@ -147,7 +147,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .fetch import CouldNotCheck, fetch_timeline
-    from .verify import check_timeline
+    from .verify import check_timeline, print_report
 
     if args.file:  # an archive from `broadcaster export`, checked with no network
         from .export import verify_file
@@ -165,17 +165,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"could not check: {exc}", file=sys.stderr)
         return 2
     report = check_timeline(args.incident, data["entries"], data["checkpoint"], data["keys"], saved)
-    if report.ok:
-        head = data["checkpoint"] or {}
-        print(
-            f"intact: {report.entries} entries, head seq {head.get('seq', 0)} "
-            f"{head.get('hash', '')}, signed by key {head.get('key_id', '-')}"
-        )
-        return 0
-    print(f"TAMPERED: first bad seq {report.first_bad_seq}", file=sys.stderr)
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1
+    return print_report(report, data["checkpoint"])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ from .clock import now_ts
 from .errors import BroadcasterError
 from .signing import Signer, verify_checkpoint
 from .sqlite_store import incident_dict, read_entries
-from .verify import Report, check_timeline
+from .verify import Report, check_timeline, print_report
 
 FORMAT = "broadcaster-archive/1"
 
@@ -118,17 +118,8 @@ def verify_file(path: Path, saved_checkpoint: str | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"could not check: {exc}", file=sys.stderr)
         return 2
-    if report.ok:
-        head = data["checkpoints"][-1] if data["checkpoints"] else {}
-        print(
-            f"intact: {report.entries} entries, head seq {head.get('seq', 0)} "
-            f"{head.get('hash', '')}, signed by key {head.get('key_id', '-')} (offline, {path})"
-        )
-        return 0
-    print(f"TAMPERED: first bad seq {report.first_bad_seq}", file=sys.stderr)
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
-    return 1
+    head = data["checkpoints"][-1] if data["checkpoints"] else None
+    return print_report(report, head, f" (offline, {path})")
 
 
 def write_atomically(path: Path, text: str) -> None:

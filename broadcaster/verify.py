@@ -11,6 +11,7 @@ timeline extends it: same hash at the saved seq.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,3 +134,18 @@ def check_timeline(
                 "the timeline does not extend the saved checkpoint (history was rewritten)",
             )
     return report
+
+
+def print_report(report: Report, head: dict[str, Any] | None, where: str = "") -> int:
+    """Print the verdict the way ``broadcaster verify`` does and return its exit code (0 or 1)."""
+    if report.ok:
+        head = head or {}
+        print(
+            f"intact: {report.entries} entries, head seq {head.get('seq', 0)} "
+            f"{head.get('hash', '')}, signed by key {head.get('key_id', '-')}{where}"
+        )
+        return 0
+    print(f"TAMPERED: first bad seq {report.first_bad_seq}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
