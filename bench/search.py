@@ -40,7 +40,7 @@ from bench.append import free_port  # noqa: E402
 from broadcaster import search  # noqa: E402
 from broadcaster.model import Actor, NewEntry  # noqa: E402
 from broadcaster.signing import Signer  # noqa: E402
-from broadcaster.sqlite_store import SQLiteStore  # noqa: E402
+from broadcaster.store.timeline import SQLiteStore  # noqa: E402
 
 PLACES = ["沙子口", "李村", "王哥庄", "北宅", "中韩", "金家岭", "流亭", "城阳", "黄岛", "即墨"]
 EVENTS = [

@@ -14,19 +14,19 @@ from .auth import TOKENS, Tokens
 from .bus import Bus, MemoryBus
 from .metrics import Metrics
 from .middleware import errors
-from .multinode import ReplicatedBus, database_for
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
 from .ratelimit import shared_window
 from .settings import Settings
 from .signing import Signer
-from .sqlite_store import SQLiteStore
+from .store import database_for
+from .store.timeline import TimelineStore
 
 
 def create_app(
     settings: Settings,
     *,
-    store: SQLiteStore | None = None,
+    store: TimelineStore | None = None,
     bus: Bus | None = None,
     signer: Signer | None = None,
     channels: tuple[str, ...] | None = None,
@@ -35,10 +35,9 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = signer or Signer.load(settings.data_dir, settings.signing_key)
     if store is None:
-        db = database_for(settings, key_id=signer.key_id)
-        store = SQLiteStore(db.path, signer, db=db)
+        store = TimelineStore(database_for(settings), signer)
     if bus is None:
-        bus = _bus_for(settings, store)
+        bus = _bus_for(settings)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors])
     app[SETTINGS] = settings
     app[SIGNER] = signer
@@ -58,13 +57,11 @@ def create_app(
     return app
 
 
-def _bus_for(settings: Settings, store: SQLiteStore) -> Bus:
-    """Return the bus configuration asks for: Redis in multi-node mode, else in-process."""
+def _bus_for(settings: Settings) -> Bus:
+    """Return the bus configuration asks for: Redis between nodes, else in-process."""
     if not settings.redis_url:
         return MemoryBus()
-    if store.db.replication is not None:
-        return ReplicatedBus(settings.redis_url, store.db)
-    from .redis_bus import RedisBus  # a store given by the caller, not replicated: fan-out only
+    from .redis_bus import RedisBus  # imported only when several nodes share a bus
 
     return RedisBus(settings.redis_url)
 

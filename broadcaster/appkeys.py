@@ -5,16 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from .bus import Bus
-from .db import Database
 from .metrics import Metrics
 from .publisher import Publisher
 from .settings import Settings
 from .signing import Signer
-from .sqlite_store import SQLiteStore
+from .store.contract import JobDatabase
+from .store.timeline import TimelineStore
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", SQLiteStore)
-DB = web.AppKey("db", Database)
+STORE = web.AppKey("store", TimelineStore)
+#: The database behind the store (SQLite or PostgreSQL): the same ``read``/``write`` jobs.
+DB = web.AppKey("db", JobDatabase)  # type: ignore[type-abstract]
 BUS = web.AppKey("bus", Bus)
 SIGNER = web.AppKey("signer", Signer)
 PUBLISHER = web.AppKey("publisher", Publisher)

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .clock import format_ts, now
-from .db import Database
 from .errors import Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from .model import ROLES, Actor
+from .store.contract import JobDatabase as Database
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "bct_"
@@ -172,10 +172,6 @@ async def optional_actor(request: web.Request) -> Actor | None:
         )
         refused.headers["Retry-After"] = str(math.ceil(wait))
         raise refused
-    # Staff see every write acknowledged on any node before their request
-    # (a token made or revoked elsewhere, a draft to approve): one Redis round
-    # trip on several nodes, nothing on one.
-    await tokens.db.sync()
     actor = await tokens.lookup(token.strip())
     if actor is None:
         await tokens.failures.count(address)

@@ -27,7 +27,7 @@ EXTRA_COMMANDS: tuple[str, ...] = (
     "broadcaster.follow",
     "broadcaster.export",
     "broadcaster.cli_worker",
-    "broadcaster.cli_migrate",
+    "broadcaster.migrate",
 )
 
 
@@ -98,13 +98,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from .auth import Tokens
-    from .multinode import database_for
-    from .schema import CORE_SCHEMA
+    from .store import database_for
 
     settings = _settings(args)
 
     async def run() -> str:
-        db = database_for(settings, [CORE_SCHEMA])
+        db = database_for(settings)
         await db.open()
         try:
             _, token = await Tokens(db).create(args.name, args.department, args.role)
@@ -119,13 +118,12 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from .errors import HTTPError
-    from .multinode import database_for
-    from .schema import CORE_SCHEMA
+    from .store import database_for
     from .tokens_api import revoke_offline
 
     settings = _settings(args)
     try:
-        token = revoke_offline(database_for(settings, [CORE_SCHEMA]), args.id)
+        token = revoke_offline(database_for(settings), args.id)
     except HTTPError as exc:
         print(f"broadcaster: {exc.message}", file=sys.stderr)
         return 1
@@ -134,12 +132,11 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from .multinode import database_for
-    from .schema import CORE_SCHEMA
+    from .store import database_for
     from .tokens_api import list_offline
 
     settings = _settings(args)
-    for token in list_offline(database_for(settings, [CORE_SCHEMA])):
+    for token in list_offline(database_for(settings)):
         state = "active" if token["active"] else f"revoked {token['revoked_at']}"
         print(f"{token['id']}\t{token['role']}\t{token['name']}\t{token['department']}\t{state}")
     return 0

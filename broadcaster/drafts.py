@@ -45,30 +45,9 @@ from .jsonbody import read_object
 from .markdown import render
 from .model import Actor, Entry, NewEntry
 from .review import Outcome
-from .sqlite_store import audit_row, incident_dict
+from .store.timeline import audit_row, incident_dict
 from .timeline import AppendCheck, Head, check_kind_rules
 
-DRAFTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS drafts (
-    n INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    incident TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    author_name TEXT NOT NULL,
-    author_department TEXT NOT NULL,
-    author_token INTEGER,
-    entry TEXT NOT NULL,
-    review TEXT NOT NULL,
-    decided_at TEXT,
-    decided_by TEXT,
-    reason TEXT,
-    seq INTEGER,
-    redacted INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS drafts_by_status ON drafts (status, n);
-CREATE INDEX IF NOT EXISTS drafts_by_entry ON drafts (incident, seq);
-"""
 #: The members of a ``NewEntry`` a draft keeps; author and approver are set at approval.
 ENTRY_MEMBERS = (
     "kind", "body", "corrects", "status", "sms", "event_time", "figures", "redacts",
@@ -332,7 +311,6 @@ def forget_redacted(conn: sqlite3.Connection, incident: Mapping[str, Any], entry
 
 
 def setup(app: web.Application) -> None:
-    app[DB].add_schema(DRAFTS_SCHEMA)
     app[PUBLISHER].hooks.append(forget_redacted)
     app.router.add_get("/api/drafts", list_drafts)
     app.router.add_get("/api/drafts/{draft}", get_draft)

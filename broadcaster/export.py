@@ -32,7 +32,7 @@ from typing import Any
 from .clock import now_ts
 from .errors import BroadcasterError
 from .signing import Signer, verify_checkpoint
-from .sqlite_store import incident_dict, read_entries
+from .store.timeline import incident_dict, read_entries
 from .verify import Report, check_timeline, print_report
 
 FORMAT = "broadcaster-archive/1"

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .bus import Bus
-from .db import written_position
 from .metrics import Metrics
 from .model import Actor, Entry, NewEntry
-from .store import Store
+from .store.contract import Store
 from .timeline import AppendCheck, AppendHook
 
 log = logging.getLogger(__name__)
@@ -82,9 +81,6 @@ class Publisher:
         """Publish a committed entry; a bus failure is logged, never un-acknowledged."""
         frame = entry_message(entry)
         meta: dict[str, Any] = {"t": time.time()}
-        position = written_position()
-        if position is not None:  # several nodes: listeners wait until their replica has it
-            meta["w"] = position
         stamped = json.dumps(meta) + "\n" + frame
         try:
             await self.bus.publish(incident_topic(entry.incident), stamped)

@@ -41,22 +41,8 @@ from .jsonbody import read_object
 from .model import Entry, NewEntry
 from .ratelimit import shared_bucket
 from .review import outcome_of, review_hooks, review_text
-from .sqlite_store import audit_row
+from .store.timeline import audit_row
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS questions (
-    id TEXT PRIMARY KEY,
-    incident TEXT NOT NULL REFERENCES incidents(id),
-    text TEXT NOT NULL,
-    asked_at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    handled_at TEXT,
-    handled_by TEXT,
-    answer_seq INTEGER,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS questions_by_incident ON questions (incident, status, asked_at);
-"""
 MIN_CHARS, MAX_CHARS = 4, 500
 MAX_PENDING = 1000
 STATUSES = ("pending", "answered", "dismissed")
@@ -309,7 +295,6 @@ def withdraw_redacted_question(conn: sqlite3.Connection, _incident: Any, entry: 
 
 
 def setup(app: web.Application) -> None:
-    app[DB].add_schema(SCHEMA)
     app[PUBLISHER].checks.append(answer_still_pending)
     app[PUBLISHER].hooks.extend((mark_answered, withdraw_redacted_question))
     app[QUESTION_LIMITER] = shared_bucket(app, "questions", TokenBucket())

@@ -44,7 +44,8 @@ from .fields import Field, check_object
 from .jsonbody import read_object
 from .model import Entry, NewEntry
 from .review import review_text
-from .sqlite_store import audit_row, read_entries
+from .store.sqlite import Database
+from .store.timeline import audit_row, read_entries
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ async def redact(request: web.Request) -> web.Response:
     entry, _ = await request.app[PUBLISHER].append(
         incident_id, new, actor, remote=remote, checks=(redactable,), hooks=(withdraw,)
     )
-    await scrub_wal(request.app[DB].path)
+    db = request.app[DB]
+    if isinstance(db, Database):
+        await scrub_wal(db.path)
     return web.Response(
         text=entry.to_json(),
         status=201,

@@ -43,7 +43,7 @@ from .disclosure import CODES, Finding, review
 from .errors import Unprocessable
 from .fields import Field, check_object
 from .model import Actor, Entry, NewEntry
-from .sqlite_store import audit_row
+from .store.timeline import audit_row
 from .timeline import AppendHook
 
 ACKNOWLEDGE_FIELDS = (

@@ -47,26 +47,13 @@ from aiohttp import web
 from .api.common import incident_or_404, json_response, query_int
 from .appkeys import DB, PUBLISHER
 from .background import background
-from .db import Database
 from .errors import BadRequest
 from .model import Entry
 from .search_query import DEFAULT_LIMIT, clean_query, pairs, run_search
+from .store.contract import JobDatabase as Database
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS search_rows (
-    id INTEGER PRIMARY KEY,
-    incident TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    posted_at TEXT NOT NULL,
-    UNIQUE (incident, seq)
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(title, text, tokenize='trigram');
-CREATE VIRTUAL TABLE IF NOT EXISTS search_pairs
-    USING fts5(title, text, content='', tokenize='unicode61 remove_diacritics 0');
-CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 MAX_QUERY = 200
 PURGE_PAGES = 200
 
@@ -129,7 +116,7 @@ def search_hook(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: En
 
 def rebuild(conn: sqlite3.Connection) -> int:
     """Index every entry once, for a database that predates the index; return the count."""
-    from .sqlite_store import read_entries
+    from .store.timeline import read_entries
 
     if conn.execute("SELECT 1 FROM search_state WHERE key = 'built'").fetchone():
         return 0
@@ -224,7 +211,6 @@ def setup(app: web.Application) -> None:
         if entry.record.get("kind") == "redaction":
             purger.request()
 
-    app[DB].add_schema(SCHEMA)
     app[PUBLISHER].hooks.append(hook)
     app.cleanup_ctx.append(_index_tasks)
     app.router.add_get("/api/search", search)

@@ -48,6 +48,7 @@ class Settings:
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     redis_url: str | None = field(default=None, repr=False)
+    database_url: str | None = field(default=None, repr=False)
     lang: str = "zh-CN"
     max_body_bytes: int = 1024 * 1024
     signing_key: str | None = field(default=None, repr=False)
@@ -95,6 +96,12 @@ class Settings:
                     f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://"
                 )
             values["redis_url"] = raw
+        if raw := get("DATABASE_URL"):
+            if not raw.startswith(("postgresql://", "postgres://")):
+                raise ConfigError(
+                    f"{PREFIX}DATABASE_URL must start with postgresql:// (unset = SQLite)"
+                )
+            values["database_url"] = raw
         if (raw := get("LANG")) is not None:
             if raw not in LANGS:
                 raise ConfigError(f"{PREFIX}LANG must be one of {', '.join(LANGS)}, got {raw!r}")

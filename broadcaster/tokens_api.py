@@ -23,10 +23,10 @@ from .api.common import json_response, remote_of
 from .appkeys import DB
 from .auth import require
 from .clock import now_ts
-from .db import Database
 from .errors import Conflict, NotFound
 from .model import Actor
-from .sqlite_store import audit_row
+from .store.contract import JobDatabase as Database
+from .store.timeline import audit_row
 
 COLUMNS = "id, name, department, role, created_at, revoked_at"
 

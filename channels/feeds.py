@@ -37,7 +37,7 @@ from broadcaster.background import background
 from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.markdown import plain
-from broadcaster.sqlite_store import incident_dict
+from broadcaster.store.timeline import incident_dict
 
 from . import pages_data
 from .feed_render import FeedSource, render_atom, render_json_feed, render_rss

@@ -46,7 +46,7 @@ from broadcaster.bus import Bus
 from broadcaster.metrics import Metrics
 from broadcaster.model import Entry
 from broadcaster.publisher import entry_message
-from broadcaster.store import Store
+from broadcaster.store.contract import Store
 
 log = logging.getLogger(__name__)
 

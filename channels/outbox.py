@@ -33,44 +33,9 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from broadcaster.appkeys import DB, PUBLISHER
+from broadcaster.appkeys import PUBLISHER
 from broadcaster.clock import format_ts, now
 from broadcaster.model import Entry
-
-OUTBOX_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY,
-    channel TEXT NOT NULL,
-    target INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    incident TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    payload TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL,
-    leased_until REAL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    last_error TEXT,
-    UNIQUE (channel, target, event, incident, seq)
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_at)
-    WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS deliveries_by_target ON deliveries (channel, target, id);
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-    id INTEGER PRIMARY KEY,
-    delivery INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    duration_ms INTEGER,
-    outcome TEXT NOT NULL DEFAULT 'sending',
-    response_code INTEGER,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS delivery_attempts_by_delivery ON delivery_attempts (delivery, n);
-"""
 
 Outcome = Literal["ok", "retry", "failed", "hold", "cancel"]
 _STATE_OF = {"failed": "dead", "hold": "held", "cancel": "cancelled"}
@@ -168,9 +133,7 @@ def outbox_of(app: web.Application) -> Outbox:
     if OUTBOX not in app:
         outbox = Outbox()
         app[OUTBOX] = outbox
-        app[DB].add_schema(OUTBOX_SCHEMA)
         app[PUBLISHER].hooks.append(outbox.hook)
-        app[DB].on_replicated(outbox.notify)  # rows queued by other nodes wake this worker too
     return app[OUTBOX]
 
 

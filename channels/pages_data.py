@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcaster.model import Entry
-from broadcaster.sqlite_store import ENTRY_SELECT, entry_from_row
+from broadcaster.store.timeline import ENTRY_SELECT, entry_from_row
 
 _SELECT = ENTRY_SELECT
 #: Which entries count as key events: the first, status changes, corrections,

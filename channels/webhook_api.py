@@ -26,14 +26,13 @@ from broadcaster.clock import format_ts, now
 from broadcaster.errors import NotFound, Unprocessable
 from broadcaster.fields import Field, check_object
 from broadcaster.jsonbody import read_object
-from broadcaster.sqlite_store import audit_row
+from broadcaster.store.timeline import audit_row
 
 from .outbox import attempts_of, outbox_of
 from .ssrf import Guard, Refused, check_registration
 from .webhooks import (
     CHANNEL,
     EVENTS,
-    WEBHOOK_SCHEMA,
     WebhookSender,
     enqueue_webhooks,
     set_status,
@@ -266,7 +265,6 @@ def setup(app: web.Application) -> None:
     """Add the webhook tables, the outbox enqueuer and sender, and the admin API."""
     settings = app[SETTINGS]
     db = app[DB]
-    db.add_schema(WEBHOOK_SCHEMA)
     outbox = outbox_of(app)
     outbox.enqueuers.append(enqueue_webhooks)
     outbox.senders[CHANNEL] = WebhookSender(

@@ -31,9 +31,9 @@ import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from broadcaster.clock import format_ts, now
-from broadcaster.db import Database
 from broadcaster.model import Entry
-from broadcaster.sqlite_store import read_entries
+from broadcaster.store.contract import JobDatabase as Database
+from broadcaster.store.timeline import read_entries
 
 from .outbox import Delivery, Result, enqueue
 from .ssrf import Guard, Refused, SafeResolver
@@ -45,24 +45,6 @@ DEAD_LIMIT = 5
 FAILING_LIMIT = 24 * 3600
 USER_AGENT = "Broadcaster-Webhooks/1"
 
-WEBHOOK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhooks (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    incidents TEXT NOT NULL,
-    events TEXT NOT NULL,
-    description TEXT,
-    status TEXT NOT NULL DEFAULT 'active',
-    disabled_reason TEXT,
-    status_changed_at TEXT,
-    failing_since REAL,
-    consecutive_dead INTEGER NOT NULL DEFAULT 0,
-    last_success_at TEXT,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-"""
 
 
 def planned(entry: Entry, events: list[str]) -> list[tuple[str, int]]:

@@ -28,8 +28,8 @@ from functools import partial
 from aiohttp import web
 
 from broadcaster.appkeys import DB, METRICS, SETTINGS
-from broadcaster.db import Database
 from broadcaster.metrics import Metrics
+from broadcaster.store.contract import JobDatabase as Database
 
 from .outbox import (
     OUTBOX,

@@ -5,10 +5,11 @@ default 10 s), so a slow machine can scale them all at once.
 
 Every test built on ``settings`` (so on ``client``) runs twice: on the
 single-node SQLite store (``[sqlite]``) and as a node of a multi-node
-deployment on Redis (``[redis]``: a replica of a fresh shared log in the
-session's private ``redis-server``, emptied before each test). A test that is
-inherently single-node says why with ``@pytest.mark.single_backend("...")``
-and runs on SQLite only. ``-k sqlite`` or ``-k redis`` picks one backend.
+deployment (``[postgresql]``: a fresh database in the session's private
+PostgreSQL cluster, and the session's private ``redis-server``, emptied before
+each test, as the bus). A test that is inherently single-node says why with
+``@pytest.mark.single_backend("...")`` and runs on SQLite only. ``-k sqlite``
+or ``-k postgresql`` picks one backend.
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
+from postgres_server import PostgresServer, running_postgres
 from redis_server import RedisServer, running_redis
 
 from broadcaster.app import create_app
 from broadcaster.auth import TOKENS
 from broadcaster.settings import Settings
+from broadcaster.store.postgres import PgDatabase
 
 TIMEOUT = float(os.environ.get("BROADCASTER_TEST_TIMEOUT", "10"))
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("sqlite", "postgresql")
+TEMPLATE = "broadcaster_template"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,12 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop the Redis run of tests marked ``single_backend``."""
+    """Drop the PostgreSQL run of tests marked ``single_backend``."""
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
-        on_redis = params is not None and params.params.get("backend") == "redis"
-        (dropped if on_redis and item.get_closest_marker("single_backend") else kept).append(item)
+        on_pg = params is not None and params.params.get("backend") == "postgresql"
+        (dropped if on_pg and item.get_closest_marker("single_backend") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
@@ -65,7 +70,7 @@ def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
 
 @pytest.fixture
 def redis_url(redis_session: RedisServer) -> str:
-    """The session's Redis, emptied for this test (a fresh shared log, no limits, no locks)."""
+    """The session's Redis, emptied for this test (no limits, no locks)."""
     client = redis.Redis.from_url(redis_session.url)
     try:
         client.flushall()
@@ -74,9 +79,34 @@ def redis_url(redis_session: RedisServer) -> str:
     return redis_session.url
 
 
+@pytest.fixture(scope="session")
+def postgres_session() -> Iterator[PostgresServer]:
+    """One private PostgreSQL cluster for the whole session, with a migrated template database."""
+    with running_postgres(durable=False) as server:
+        template = server.create_database()
+        loop = asyncio.new_event_loop()
+        try:
+            db = PgDatabase(template)
+            loop.run_until_complete(db.open())
+            loop.run_until_complete(db.close())
+        finally:
+            loop.close()
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {template.rsplit('/', 1)[1]} RENAME TO {TEMPLATE}")
+        yield server
+
+
+@pytest.fixture
+def database_url(postgres_session: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test, dropped afterwards."""
+    url = postgres_session.create_database(TEMPLATE)
+    yield url
+    postgres_session.drop_database(url)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The store under test: ``sqlite`` (one node) or ``redis`` (a node of several)."""
+    """The store under test: ``sqlite`` (one node) or ``postgresql`` (a node of several)."""
     return str(request.param)
 
 
@@ -84,7 +114,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh data directory, as a brand-new installation has them."""
     extra: dict[str, Any] = {}
-    if backend == "redis":
+    if backend == "postgresql":
+        extra["database_url"] = request.getfixturevalue("database_url")
         extra["redis_url"] = request.getfixturevalue("redis_url")
     return Settings.from_env(
         {}, data_dir=tmp_path / "data", public_url="http://example.test", **extra

@@ -26,7 +26,7 @@ from broadcaster import chain
 from broadcaster.errors import Unavailable
 from broadcaster.model import Actor, NewEntry
 from broadcaster.signing import Signer
-from broadcaster.sqlite_store import SQLiteStore, read_checkpoint, read_entries
+from broadcaster.store.timeline import SQLiteStore, read_checkpoint, read_entries
 from broadcaster.verify import check_timeline
 
 ACTOR = Actor("值班编辑", "崂山区应急管理局", "editor", 1)

@@ -49,10 +49,6 @@ async def incident_or_404(request: web.Request, incident_id: str | None = None) 
     incident_id = incident_id or request.match_info["incident"]
     store = request.app[STORE]
     incident = await store.incident(incident_id)
-    if incident is None and store.db.replication is not None and await store.db.sync():
-        # On several nodes, an incident created elsewhere a moment ago may not
-        # be in this replica yet: catch up once before answering 404.
-        incident = await store.incident(incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id!r}", code="incident_not_found")
     return incident

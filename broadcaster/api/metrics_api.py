@@ -27,20 +27,12 @@ from ..background import background
 from ..clock import now, parse_ts
 from ..model import Entry
 from ..questions import question_stats
-from ..sqlite_store import incident_dict
+from ..store.timeline import incident_dict
 from ..timeliness import timeliness
 from .common import incident_or_404, json_response
 
 log = logging.getLogger(__name__)
 GAUGE_PERIOD = 15.0
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS interval_changes (
-    incident TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    before INTEGER,
-    PRIMARY KEY (incident, seq)
-) WITHOUT ROWID;
-"""
 
 
 def record_interval_change(
@@ -124,7 +116,6 @@ async def _gauge_loop(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    app[DB].add_schema(SCHEMA)
     app[PUBLISHER].hooks.append(record_interval_change)
     app.cleanup_ctx.append(_gauge_loop)
     app.router.add_get("/api/incidents/{incident}/metrics", get_metrics)

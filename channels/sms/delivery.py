@@ -26,10 +26,10 @@ import sqlite3
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from broadcaster.db import Database
 from broadcaster.errors import ConfigError
 from broadcaster.settings import Settings
-from broadcaster.sqlite_store import read_entries
+from broadcaster.store.contract import JobDatabase as Database
+from broadcaster.store.timeline import read_entries
 
 from ..outbox import Delivery, Result
 from .gateway import SmsGateway

@@ -50,24 +50,6 @@ KANNEL_DLR = {1: "delivered", 2: "undelivered", 4: "buffered", 8: "accepted", 16
 RANK = {"pending": 0, "dead": 0, "queued": 1, "accepted": 2, "buffered": 3}
 RANK |= {"undelivered": 4, "delivered": 5}
 
-SMS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sms_subscribers (
-    id INTEGER PRIMARY KEY,
-    incident TEXT NOT NULL,
-    number TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    source TEXT NOT NULL,
-    UNIQUE (incident, number)
-);
-CREATE INDEX IF NOT EXISTS sms_subscribers_by_number ON sms_subscribers (number);
-CREATE TABLE IF NOT EXISTS sms_inbound (
-    id INTEGER PRIMARY KEY,
-    msgid TEXT NOT NULL UNIQUE,
-    received_at REAL NOT NULL,
-    action TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sms_inbound_by_time ON sms_inbound (received_at);
-"""
 
 
 def enqueue_sms(conn: sqlite3.Connection, incident: Any, entry: Entry) -> int:
@@ -290,7 +272,6 @@ def setup(app: web.Application) -> None:
     """Add the SMS tables and endpoints; with a gateway configured, queue and send SMS."""
     settings = app[SETTINGS]
     db = app[DB]
-    db.add_schema(SMS_SCHEMA)
     outbox = outbox_of(app)
     gateway = gateway_from_url(settings.sms_gateway, settings) if settings.sms_gateway else None
     app[GATEWAY] = gateway

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from broadcaster.model import Actor, NewEntry
 from broadcaster.signing import Signer
-from broadcaster.sqlite_store import SQLiteStore
+from broadcaster.store.timeline import SQLiteStore
 from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser

@@ -1,30 +1,33 @@
-"""Keep incidents and their timelines in one SQLite file (the default store).
+"""Keep incidents and their timelines, on SQLite or PostgreSQL.
 
-Appends run on the single writer thread of ``broadcaster.db.Database``, so
-reading the head and writing ``seq + 1`` can never interleave with another
-append: ``seq`` is gapless and the chain cannot fork. The entry, its content,
-its signed checkpoint, the incident's new head, the audit row and whatever
-the registered hooks write (deliveries, search index) commit together.
+Appends run as write jobs (``broadcaster.store.sqlite`` and ``.postgres``):
+reading the head and writing ``seq + 1`` happen in one transaction that no
+other append can interleave with (SQLite's single writer; on PostgreSQL the
+write lock of every group plus ``FOR UPDATE`` on the incident's row), so
+``seq`` is gapless and the chain cannot fork. The entry, its content, its
+signed checkpoint, the incident's new head, the audit row and whatever the
+registered hooks write (deliveries, search index) commit together.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import chain, markdown
-from .clock import format_ts, now, parse_ts
-from .db import Database
-from .errors import Conflict, NotFound, Unavailable
-from .model import Actor, Entry, NewEntry
-from .schema import CORE_SCHEMA
-from .signing import Signer
-from .timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+from .. import chain, markdown
+from ..clock import format_ts, now, parse_ts
+from ..errors import Conflict, NotFound, Unavailable
+from ..model import Actor, Entry, NewEntry
+from ..signing import Signer
+from ..timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+from .pg_conn import dialect_of
+from .sqlite import Database
+
+if TYPE_CHECKING:
+    from .postgres import PgDatabase
 
 #: Reads an entry with its content and redaction state; ``html`` is not stored
 #: but rendered from the hashed body on read (cached), so what pages show is
@@ -35,12 +38,27 @@ ENTRY_SELECT = (
     " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
     " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
 )
+#: The same on PostgreSQL, where entries keep ``content_hash`` in a column of its own.
+PG_ENTRY_SELECT = ENTRY_SELECT.replace(
+    "json_extract(e.record, '$.content_hash')", "e.content_hash"
+)
+
+
+def entry_select(conn: Any) -> str:
+    """Return the entry-reading SELECT for the connection's dialect."""
+    return PG_ENTRY_SELECT if dialect_of(conn) == "postgresql" else ENTRY_SELECT
+
+
+def no_limit(conn: Any) -> int | None:
+    """Return the ``LIMIT ?`` value meaning "no limit" in the connection's dialect."""
+    return None if dialect_of(conn) == "postgresql" else -1
+
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _RECORD_KEYS = frozenset(chain.HASHED_FIELDS)
 
 
 def audit_row(
-    conn: sqlite3.Connection,
+    conn: Any,
     actor: Actor | None,
     action: str,
     target: str,
@@ -90,12 +108,11 @@ def incident_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class SQLiteStore:
-    """The ``Store`` on SQLite; other modules add tables through ``db``."""
+class TimelineStore:
+    """The ``Store`` over either database; other modules reach their tables through ``db``."""
 
-    def __init__(self, path: Path, signer: Signer, *, db: Database | None = None) -> None:
-        self.db = db or Database(path)
-        self.db.add_schema(CORE_SCHEMA)
+    def __init__(self, db: Database | PgDatabase, signer: Signer) -> None:
+        self.db = db
         self.signer = signer
 
     async def open(self) -> None:
@@ -110,7 +127,7 @@ class SQLiteStore:
     async def create_incident(
         self, fields: dict[str, Any], actor: Actor, remote: str | None = None
     ) -> dict[str, Any]:
-        def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        def job(conn: Any) -> dict[str, Any]:
             code = fields.get("code") or self._free_code(conn)
             created_at = format_ts(now())
             incident_id = fields.get("id") or self._free_id(conn, code, created_at)
@@ -146,7 +163,7 @@ class SQLiteStore:
         return await self.db.write(job)
 
     @staticmethod
-    def _free_code(conn: sqlite3.Connection) -> str:
+    def _free_code(conn: Any) -> str:
         for length in (3, 4, 4, 5, 6, 8):
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
             if not conn.execute("SELECT 1 FROM incidents WHERE code = ?", (code,)).fetchone():
@@ -154,7 +171,7 @@ class SQLiteStore:
         raise Conflict("could not find a free SMS code", code="code_exhausted")
 
     @staticmethod
-    def _free_id(conn: sqlite3.Connection, code: str, created_at: str) -> str:
+    def _free_id(conn: Any, code: str, created_at: str) -> str:
         base = created_at[:10].replace("-", "") + "-" + code.lower()
         candidate, n = base, 1
         while conn.execute("SELECT 1 FROM incidents WHERE id = ?", (candidate,)).fetchone():
@@ -163,14 +180,14 @@ class SQLiteStore:
         return candidate
 
     async def incident(self, incident_id: str) -> dict[str, Any] | None:
-        def job(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        def job(conn: Any) -> dict[str, Any] | None:
             row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
             return incident_dict(row) if row else None
 
         return await self.db.read(job)
 
     async def incidents(self) -> list[dict[str, Any]]:
-        def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        def job(conn: Any) -> list[dict[str, Any]]:
             rows = conn.execute(
                 "SELECT * FROM incidents ORDER BY status = 'resolved',"
                 " COALESCE(last_posted_at, created_at) DESC, created_at DESC"
@@ -189,14 +206,14 @@ class SQLiteStore:
         hooks: tuple[AppendHook, ...] = (),
         remote: str | None = None,
     ) -> tuple[Entry, dict[str, Any]]:
-        def job(conn: sqlite3.Connection) -> tuple[Entry, dict[str, Any]]:
+        def job(conn: Any) -> tuple[Entry, dict[str, Any]]:
             return self.append_in(conn, incident_id, new, actor, checks, hooks, remote)
 
         return await self.db.write(job)
 
     def append_in(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         incident_id: str,
         new: NewEntry,
         actor: Actor,
@@ -205,7 +222,9 @@ class SQLiteStore:
         remote: str | None = None,
     ) -> tuple[Entry, dict[str, Any]]:
         """Append inside an open transaction (for callers that write more alongside)."""
-        row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        row = conn.execute(
+            "SELECT * FROM incidents WHERE id = ?" + for_update(conn), (incident_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no incident {incident_id!r}", code="incident_not_found")
         incident = incident_dict(row)
@@ -218,16 +237,18 @@ class SQLiteStore:
             "INSERT INTO contents (content_hash, salt, body) VALUES (?, ?, ?)",
             (entry.record["content_hash"], entry.salt, entry.body),
         )
-        conn.execute(
-            "INSERT INTO entries (incident, seq, kind, record, hash) VALUES (?, ?, ?, ?, ?)",
-            (
-                incident_id,
-                entry.seq,
-                new.kind,
-                json.dumps(entry.record, ensure_ascii=False),
-                entry.hash,
-            ),
-        )
+        values = [incident_id, entry.seq, new.kind, json.dumps(entry.record, ensure_ascii=False)]
+        if dialect_of(conn) == "postgresql":
+            conn.execute(
+                "INSERT INTO entries (incident, seq, kind, record, hash, content_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (*values, entry.hash, entry.record["content_hash"]),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO entries (incident, seq, kind, record, hash) VALUES (?, ?, ?, ?, ?)",
+                (*values, entry.hash),
+            )
         status = new.status or row["status"]
         interval = (
             new.update_interval_minutes
@@ -252,7 +273,7 @@ class SQLiteStore:
     async def entries(
         self, incident_id: str, after: int = 0, limit: int | None = None
     ) -> list[Entry]:
-        def job(conn: sqlite3.Connection) -> list[Entry]:
+        def job(conn: Any) -> list[Entry]:
             return read_entries(conn, incident_id, after, limit)
 
         return await self.db.read(job)
@@ -262,7 +283,7 @@ class SQLiteStore:
         return found[0] if found and found[0].seq == seq else None
 
     async def head(self, incident_id: str) -> Head | None:
-        def job(conn: sqlite3.Connection) -> Head | None:
+        def job(conn: Any) -> Head | None:
             row = conn.execute(
                 "SELECT head_seq, head_hash FROM incidents WHERE id = ?", (incident_id,)
             ).fetchone()
@@ -274,18 +295,23 @@ class SQLiteStore:
         return await self.db.read(lambda c: read_checkpoint(c, incident_id))
 
 
+def for_update(conn: Any) -> str:
+    """Return ``" FOR UPDATE"`` on PostgreSQL (lock the row to the transaction), else ``""``."""
+    return " FOR UPDATE" if dialect_of(conn) == "postgresql" else ""
+
+
 def read_entries(
-    conn: sqlite3.Connection, incident_id: str, after: int = 0, limit: int | None = None
+    conn: Any, incident_id: str, after: int = 0, limit: int | None = None
 ) -> list[Entry]:
     """Read entries ``seq > after`` in order, joining content and redaction state."""
     rows = conn.execute(
-        ENTRY_SELECT + " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
-        (incident_id, after, -1 if limit is None else limit),
+        entry_select(conn) + " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+        (incident_id, after, no_limit(conn) if limit is None else limit),
     ).fetchall()
     return [entry_from_row(row) for row in rows]
 
 
-def read_checkpoint(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any] | None:
+def read_checkpoint(conn: Any, incident_id: str) -> dict[str, Any] | None:
     """Return the latest signed checkpoint; a damaged one is refused, never served."""
     row = conn.execute(
         "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq DESC LIMIT 1",

@@ -1,17 +1,34 @@
 """Declare what a timeline store must do; backends are chosen by configuration.
 
-The contract is narrow on purpose, so that a second backend (Redis) only has
-to get a handful of verbs right: create and read incidents, append atomically
-(checking the head and writing the entry, its content and its checkpoint in
-one step), read a range, read the head and the latest checkpoint.
+``Store`` is the timeline's contract: create and read incidents, append
+atomically (checking the head and writing the entry, its content and its
+checkpoint in one step), read a range, read the head and the latest
+checkpoint. ``JobDatabase`` is what both databases offer every store module:
+``write(job)`` runs a job in a transaction and returns once it is durable,
+``read(job)`` runs one on a connection that sees every committed write.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from .model import Actor, Entry, NewEntry
-from .timeline import AppendCheck, AppendHook, Head
+from ..model import Actor, Entry, NewEntry
+from ..timeline import AppendCheck, AppendHook, Head
+
+T = TypeVar("T")
+
+
+class JobDatabase(Protocol):
+    dialect: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, job: Callable[[Any], T]) -> T: ...
+
+    async def read(self, job: Callable[[Any], T]) -> T: ...
 
 
 class Store(Protocol):

@@ -14,9 +14,8 @@ Jobs are plain functions ``fn(conn) -> result``; they must not await and must
 do all their reading and writing through ``conn`` so that what they check and
 what they write is one atomic step (this is what keeps ``seq`` gapless).
 
-With a ``Replication`` (multi-node mode on Redis) the file is a replica and
-groups run through the shared log instead (``broadcaster.replication``); the
-single-node path is untouched by it.
+The PostgreSQL backend (``broadcaster.store.postgres``) offers the same two
+verbs, so a job runs unchanged on either.
 """
 
 from __future__ import annotations
@@ -27,29 +26,19 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from .errors import ConfigError, HTTPError, Unavailable
-
-if TYPE_CHECKING:
-    from .replication import Replication
+from ..errors import HTTPError, Unavailable
 
 log = logging.getLogger(__name__)
+SCHEMA = resources.files(__package__) / "sqlite_schema.sql"
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256
-#: Seconds ``wait_applied`` waits for the replica before giving up.
-APPLY_WAIT = 5.0
-_written: ContextVar[str | None] = ContextVar("written", default=None)
-
-
-def written_position() -> str | None:
-    """Return the log position of this task's last write (multi-node mode), else ``None``."""
-    return _written.get()
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -71,17 +60,10 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 class Database:
     """Own the SQLite file: schema, the writer thread and the reader pool."""
 
-    def __init__(
-        self,
-        path: Path,
-        schema: Iterable[str] = (),
-        *,
-        readers: int = 4,
-        replication: Replication | None = None,
-    ) -> None:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
         self.path = path
-        self.replication = replication
-        self._schema = list(schema)
         self._jobs: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._local = threading.local()
@@ -89,37 +71,17 @@ class Database:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
-    def add_schema(self, *statements: str) -> None:
-        """Register DDL (``CREATE ... IF NOT EXISTS``) to run at ``open``."""
-        self._schema.extend(statements)
-
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        replication = self.replication
-        if replication is not None:
-            await asyncio.to_thread(replication.prepare, self.path)
         conn = _connect(self.path, readonly=False)
-        if replication is None and _is_replica(conn):
-            conn.close()
-            raise ConfigError(
-                f"{self.path} is a replica of a shared log in Redis: set BROADCASTER_REDIS_URL"
-                " (to run it alone instead, drop its wal_state table; see docs/redis.md)"
-            )
         with conn:
-            for statement in self._schema:
-                conn.executescript(statement)
-        if replication is not None:
-            await asyncio.to_thread(replication.attach, conn)
+            conn.executescript(SCHEMA.read_text(encoding="utf-8"))
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True
         )
         self._writer.start()
-        if replication is not None:
-            await replication.start(self._jobs.put)
 
     async def close(self) -> None:
-        if self.replication is not None:
-            await self.replication.stop()
         if self._writer is not None:
             self._jobs.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -136,27 +98,7 @@ class Database:
             raise Unavailable("the store is not open", code="store_closed")
         future: Future[T] = Future()
         self._jobs.put((job, future))
-        result = await asyncio.wrap_future(future)
-        if self.replication is not None:
-            _written.set(getattr(future, "position", None))
-        return result
-
-    async def wait_applied(self, position: str | None, within: float = APPLY_WAIT) -> bool:
-        """Wait until reads see the write logged at ``position``; at once on a single node."""
-        if self.replication is None or position is None:
-            return True
-        return await self.replication.wait_applied(position, within)
-
-    def on_replicated(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after writes of other nodes were applied here (never on one node)."""
-        if self.replication is not None:
-            self.replication.listeners.append(callback)
-
-    async def sync(self) -> bool:
-        """Wait until reads see every write acknowledged on any node; at once on a single node."""
-        if self.replication is None:
-            return True
-        return await self.replication.sync()
+        return await asyncio.wrap_future(future)
 
     async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` on a read-only connection in the reader pool."""
@@ -173,7 +115,7 @@ class Database:
         return job(conn)
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
-        run = self._run_group if self.replication is None else self.replication.run_group
+        run = self._run_group
         try:
             while True:
                 first = self._jobs.get()
@@ -239,11 +181,6 @@ class Database:
         for _, future in group:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
-
-
-def _is_replica(conn: sqlite3.Connection) -> bool:
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'wal_state'").fetchone()
-    return found is not None
 
 
 def _unavailable(exc: sqlite3.Error) -> Unavailable:

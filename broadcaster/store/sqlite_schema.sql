@@ -1,0 +1,216 @@
+-- The SQLite schema, applied at every start (each statement is idempotent).
+-- The timeline, its checkpoints and the audit log refuse UPDATE and DELETE by trigger;
+-- bodies live apart in contents, keyed by content_hash, so a lawful redaction deletes text
+-- without touching the chained record.
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    severity TEXT NOT NULL,
+    area TEXT,
+    started_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'active',
+    update_interval_minutes INTEGER,
+    require_approval INTEGER NOT NULL DEFAULT 0,
+    head_seq INTEGER NOT NULL DEFAULT 0,
+    head_hash TEXT NOT NULL,
+    last_posted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS entries (
+    incident TEXT NOT NULL REFERENCES incidents(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (incident, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contents (
+    content_hash TEXT PRIMARY KEY,
+    salt TEXT NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS redactions (
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    redaction_seq INTEGER NOT NULL,
+    basis TEXT NOT NULL,
+    posted_at TEXT NOT NULL,
+    department TEXT NOT NULL,
+    PRIMARY KEY (incident, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (incident, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    department TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT,
+    department TEXT,
+    role TEXT,
+    remote TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    token_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (token_id, key)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'timeline entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'timeline entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- from broadcaster/questions.py
+CREATE TABLE IF NOT EXISTS questions (
+    id TEXT PRIMARY KEY,
+    incident TEXT NOT NULL REFERENCES incidents(id),
+    text TEXT NOT NULL,
+    asked_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    handled_at TEXT,
+    handled_by TEXT,
+    answer_seq INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS questions_by_incident ON questions (incident, status, asked_at);
+
+-- from broadcaster/search.py
+CREATE TABLE IF NOT EXISTS search_rows (
+    id INTEGER PRIMARY KEY,
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    posted_at TEXT NOT NULL,
+    UNIQUE (incident, seq)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(title, text, tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS search_pairs
+    USING fts5(title, text, content='', tokenize='unicode61 remove_diacritics 0');
+CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+-- from broadcaster/api/metrics_api.py
+CREATE TABLE IF NOT EXISTS interval_changes (
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    before INTEGER,
+    PRIMARY KEY (incident, seq)
+) WITHOUT ROWID;
+
+-- from broadcaster/drafts.py
+CREATE TABLE IF NOT EXISTS drafts (
+    n INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    incident TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    author_name TEXT NOT NULL,
+    author_department TEXT NOT NULL,
+    author_token INTEGER,
+    entry TEXT NOT NULL,
+    review TEXT NOT NULL,
+    decided_at TEXT,
+    decided_by TEXT,
+    reason TEXT,
+    seq INTEGER,
+    redacted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS drafts_by_status ON drafts (status, n);
+CREATE INDEX IF NOT EXISTS drafts_by_entry ON drafts (incident, seq);
+
+-- from channels/webhooks.py
+CREATE TABLE IF NOT EXISTS webhooks (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    incidents TEXT NOT NULL,
+    events TEXT NOT NULL,
+    description TEXT,
+    status TEXT NOT NULL DEFAULT 'active',
+    disabled_reason TEXT,
+    status_changed_at TEXT,
+    failing_since REAL,
+    consecutive_dead INTEGER NOT NULL DEFAULT 0,
+    last_success_at TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+
+-- from channels/sms/service.py
+CREATE TABLE IF NOT EXISTS sms_subscribers (
+    id INTEGER PRIMARY KEY,
+    incident TEXT NOT NULL,
+    number TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    UNIQUE (incident, number)
+);
+CREATE INDEX IF NOT EXISTS sms_subscribers_by_number ON sms_subscribers (number);
+CREATE TABLE IF NOT EXISTS sms_inbound (
+    id INTEGER PRIMARY KEY,
+    msgid TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_inbound_by_time ON sms_inbound (received_at);
+
+-- from channels/outbox.py
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    leased_until REAL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_error TEXT,
+    UNIQUE (channel, target, event, incident, seq)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, next_at)
+    WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_by_target ON deliveries (channel, target, id);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY,
+    delivery INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_ms INTEGER,
+    outcome TEXT NOT NULL DEFAULT 'sending',
+    response_code INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_by_delivery ON delivery_attempts (delivery, n);
