@@ -19,6 +19,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 Message = tuple[str, str]
+#: The topic on which a bus that reconnected by itself says that messages may
+#: have been lost meanwhile: every live subscription then re-reads the store.
+RESUBSCRIBED = "bus:resubscribed"
 
 
 class Bus(Protocol):

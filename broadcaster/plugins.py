@@ -9,6 +9,7 @@ BUILTIN_CHANNELS: tuple[str, ...] = (
     "channels.feeds",
     "channels.pages",
     "channels.hub",
+    "channels.catchup",
     "channels.websocket",
     "channels.sse",
     "channels.webhook_api",

@@ -37,7 +37,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .bus import LocalListeners
+from .bus import RESUBSCRIBED, LocalListeners
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class RedisBus(LocalListeners):
         self._publishing = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._subscribed_before = False
 
     @property
     def subscribed(self) -> bool:
@@ -126,9 +127,21 @@ class RedisBus(LocalListeners):
             return False
 
     async def publish(self, topic: str, message: str) -> None:
-        """Publish ``message``; raise the client's error when Redis cannot take it."""
+        """Publish ``message``; raise the client's error when Redis cannot take it.
+
+        While this node is not subscribed (Redis down), the message goes to this
+        node's listeners directly, so its own viewers stay sub-second; other
+        nodes' viewers get it from the store (``channels.catchup``).
+        """
+        if not self._live.is_set():
+            self.deliver_locally(topic, message)
+            raise ConnectionError("the Redis bus is not connected; delivered on this node only")
         async with self._publishing:
-            await self._client.publish(self.prefix + topic, message)
+            try:
+                await self._client.publish(self.prefix + topic, message)
+            except Exception:
+                self.deliver_locally(topic, message)
+                raise
 
     async def _read_forever(self) -> None:
         delay = BACKOFF_MIN
@@ -174,6 +187,10 @@ class RedisBus(LocalListeners):
             if not self._live.is_set():
                 log.info("Redis bus subscribed to %s*", self.prefix)
             self._live.set()
+            if self._subscribed_before:  # messages may have been lost meanwhile
+                log.info("Redis bus subscribed again; live clients resync")
+                self.deliver_locally(RESUBSCRIBED, "")
+            self._subscribed_before = True
         elif kind == "pmessage":
             try:
                 channel, data = _text(message["channel"]), _text(message["data"])

@@ -122,7 +122,14 @@ class TimelineStore:
         await self.db.close()
 
     async def ping(self) -> bool:
-        return await self.db.read(lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+        """Tell whether the store takes writes (a PostgreSQL standby in recovery does not)."""
+
+        def job(conn: Any) -> bool:
+            if dialect_of(conn) == "postgresql":
+                return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            return bool(conn.execute("SELECT 1").fetchone()[0] == 1)
+
+        return await self.db.read(job)
 
     async def create_incident(
         self, fields: dict[str, Any], actor: Actor, remote: str | None = None
