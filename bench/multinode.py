@@ -1,26 +1,26 @@
-"""Measure what Redis costs: the fan-out hop between nodes, and appends on Redis vs SQLite.
+"""Measure several nodes on PostgreSQL: durable appends, fan-out over nodes, a new node's start.
 
-One run starts a private ``redis-server`` (AOF, ``appendfsync always``: every
-acknowledged write is on its disk) and real ``broadcaster serve`` processes:
+One run starts a private PostgreSQL cluster (``fsync`` and ``synchronous_commit``
+on: every 201 is on its disk), a private redis-server (the bus only) and real
+``broadcaster serve`` processes:
 
+- appends: ``--posters`` concurrent clients for ``--append-seconds`` each,
+  over 20 incidents, on a single SQLite node (the reference), on one node on
+  PostgreSQL, and with the posters split over two PostgreSQL nodes.
 - fan-out: ``--subscribers`` lean WebSocket clients (``bench/wsclient.py``)
-  on one incident, posts at ``--rate`` per second through the API of node A.
-  Three cases, each after a warm-up: a single node on SQLite with the
-  in-process bus (the reference); two Redis nodes with every subscriber on A
-  (the posting node); and the same two nodes with half the subscribers on B.
+  on one incident, posts at ``--rate`` per second through node A's API; all
+  subscribers on A (the reference), then split half and half over A and B.
   Latency runs from just before the POST to the frame's arrival, so it
-  includes the durable write. The Redis hop is B's latency minus A's in the
-  split case (same messages, same moment): pub/sub to another process plus
-  B's wait until its replica holds the entry (``broadcaster.multinode``).
-  Loss counts messages a subscriber never got.
-- appends: ``--posters`` concurrent clients for ``--append-seconds`` each on
-  SQLite (one node), on Redis (one node) and on Redis with the posters split
-  over two nodes, which then contend for the log's write lock.
+  includes the durable write and, on B, the Redis hop. Loss counts messages
+  a subscriber never got.
+- a new node: the seconds from starting ``broadcaster serve`` on the shared
+  database to its first ``/readyz`` 200 and first served timeline, once on
+  the fresh database and once after the history the other cases wrote.
 
 Client and servers share the machine, so the figures are lower bounds; the
 1-minute load average is printed. Usage::
 
-    .venv/bin/python bench/multinode.py [--subscribers 2000] [--rate 20] [--seconds 10]
+    .venv/bin/python bench/multinode.py [--subscribers 10000] [--rate 10] [--seconds 10]
         [--posters 16] [--append-seconds 5]
 """
 
@@ -47,6 +47,9 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import redis  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from postgres_server import running_postgres  # noqa: E402
+
 from bench.append import free_port, ranked, run_case  # noqa: E402
 from bench.wsclient import read_results  # noqa: E402
 
@@ -58,6 +61,7 @@ class Node:
     """One ``broadcaster serve`` process on its own data directory."""
 
     def __init__(self, tmp: Path, name: str, env: dict[str, str]) -> None:
+        self.started = time.monotonic()
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.token = ""
@@ -97,7 +101,7 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp)],
+         "--appendonly", "no", "--dir", str(tmp)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
@@ -126,13 +130,13 @@ async def fanout(
 ) -> dict[str, Any]:
     """Subscribe ``count`` clients on each node, post on ``poster``; figures per node."""
     async with session.post(
-        f"{poster.base}/api/incidents", json={"title": "Redis hop", "severity": "minor"}
+        f"{poster.base}/api/incidents", json={"title": "fan-out", "severity": "minor"}
     ) as response:
         incident = (await response.json())["id"]
     await post(session, poster, incident, "warm-up 0")
     clients: list[tuple[Node, asyncio.subprocess.Process, str]] = []
     for node, count in spread:
-        outfile = tempfile.mktemp(prefix="bench-redis-")
+        outfile = tempfile.mktemp(prefix="bench-nodes-")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.wsclient", "127.0.0.1", str(node.port),
             f"/ws/incidents/{incident}?after=1", str(count), outfile,
@@ -201,24 +205,55 @@ async def appends(
     return await run_case(session, urls, args.posters, args.append_seconds, 1.0)
 
 
+async def first_served(session: aiohttp.ClientSession, node: Node, incident: str) -> dict[str, Any]:
+    """Wait until a new node answers ``/readyz`` and serves ``incident``; return the seconds."""
+    await node.ready(session, first=False)
+    ready = time.monotonic() - node.started
+    async with session.get(f"{node.base}/api/incidents/{incident}/entries?limit=1") as response:
+        assert response.status == 200, await response.text()
+    return {"ready_s": round(ready, 2), "served_s": round(time.monotonic() - node.started, 2)}
+
+
+async def history(session: aiohttp.ClientSession, node: Node) -> dict[str, Any]:
+    async with session.get(f"{node.base}/api/incidents") as response:
+        incidents = (await response.json())["incidents"]
+    return {
+        "incidents": len(incidents),
+        "entries": sum(i["head"]["seq"] for i in incidents),
+        "any": incidents[0]["id"],
+    }
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
     load_before = os.getloadavg()[0]
-    result: dict[str, Any] = {"bench": "redis", "date": time.strftime("%Y-%m-%d")}
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp_name:
+    result: dict[str, Any] = {"bench": "multinode", "date": time.strftime("%Y-%m-%d")}
+    nodes: list[Node] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-nodes-") as tmp_name,
+        running_postgres(durable=True) as postgres,
+    ):
         tmp = Path(tmp_name)
         server, url = start_redis(tmp)
         key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
-        redis_env = {**base_env, "BROADCASTER_REDIS_URL": url, "BROADCASTER_SIGNING_KEY": key}
-        timeout = aiohttp.ClientTimeout(total=60)
+        pg_env = {
+            **base_env,
+            "BROADCASTER_DATABASE_URL": postgres.create_database(),
+            "BROADCASTER_REDIS_URL": url,
+            "BROADCASTER_SIGNING_KEY": key,
+        }
+        timeout = aiohttp.ClientTimeout(total=120)
         half = args.subscribers // 2
         try:
             single = Node(tmp, "sqlite", base_env)
-            a, b = Node(tmp, "a", redis_env), None
+            a = Node(tmp, "a", pg_env)
+            nodes += [single, a]
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 await single.ready(session, first=True)
                 await a.ready(session, first=True)
-                b = Node(tmp, "b", redis_env)
+                result["start_fresh_database"] = {"ready_s": round(time.monotonic() - a.started, 2)}
+                b = Node(tmp, "b", pg_env)
+                nodes.append(b)
                 await b.ready(session, first=False)
             for node in (single, a):
                 headers = {
@@ -227,31 +262,32 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
                     if node is single:
-                        result["fanout_sqlite_1_node"] = await fanout(
-                            session, single, [(single, args.subscribers)], args
-                        )
                         result["append_sqlite_1_node"] = await appends(session, [single], args)
-                    else:
-                        result["fanout_redis_all_on_A"] = await fanout(
-                            session, a, [(a, args.subscribers)], args
-                        )
-                        result["fanout_redis_split_A_B"] = await fanout(
-                            session, a, [(a, half), (b, args.subscribers - half)], args
-                        )
-                        result["append_redis_1_node"] = await appends(session, [a], args)
-                        result["append_redis_2_nodes"] = await appends(session, [a, b], args)
+                        continue
+                    result["append_postgresql_1_node"] = await appends(session, [a], args)
+                    result["append_postgresql_2_nodes"] = await appends(session, [a, b], args)
+                    result["fanout_1_node"] = await fanout(
+                        session, a, [(a, args.subscribers)], args
+                    )
+                    result["fanout_2_nodes"] = await fanout(
+                        session, a, [(a, half), (b, args.subscribers - half)], args
+                    )
+                    written = await history(session, a)
+                    c = Node(tmp, "c", pg_env)
+                    nodes.append(c)
+                    served = await first_served(session, c, written.pop("any"))
+                    result["start_after_history"] = {**served, **written}
         finally:
-            for node in (single, a, b):
-                if node is not None:
-                    node.stop()
+            for node in nodes:
+                node.stop()
             server.terminate()
             server.wait(timeout=30)
-    split = result["fanout_redis_split_A_B"]
-    result["redis_hop_p50_ms"] = round(split["B"]["p50_ms"] - split["A"]["p50_ms"], 2)
-    result["redis_hop_p99_ms"] = round(split["B"]["p99_ms"] - split["A"]["p99_ms"], 2)
     sqlite_rate = result["append_sqlite_1_node"]["appends_per_s"]
-    for case in ("append_redis_1_node", "append_redis_2_nodes"):
+    for case in ("append_postgresql_1_node", "append_postgresql_2_nodes"):
         result[case + "_vs_sqlite"] = round(result[case]["appends_per_s"] / sqlite_rate, 3)
+    one, two = result["fanout_1_node"]["A"], result["fanout_2_nodes"]
+    worst_two = max(row["p99_ms"] for row in two.values())
+    result["fanout_2_nodes_p99_vs_1_node"] = round(worst_two / one["p99_ms"], 3)
     result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["cpus"] = os.cpu_count()
     result["settings"] = vars(args)
@@ -260,25 +296,26 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=20.0, help="posts per second (fan-out)")
+    parser.add_argument("--subscribers", type=int, default=10000)
+    parser.add_argument("--rate", type=float, default=10.0, help="posts per second (fan-out)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured fan-out time")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured fan-out time")
     parser.add_argument("--posters", type=int, default=16, help="concurrent posting clients")
     parser.add_argument("--append-seconds", type=float, default=5.0)
     args = parser.parse_args()
     result = asyncio.run(bench(args))
-    for case in ("fanout_sqlite_1_node", "fanout_redis_all_on_A", "fanout_redis_split_A_B"):
-        for node, row in result[case].items():
-            print(f"{case:<26} subscribers on {node}: {row}")
-    hop = result["redis_hop_p50_ms"], result["redis_hop_p99_ms"]
-    print(f"Redis hop (B - A): p50 {hop[0]} ms, p99 {hop[1]} ms")
-    for case in ("append_sqlite_1_node", "append_redis_1_node", "append_redis_2_nodes"):
+    for case in ("append_sqlite_1_node", "append_postgresql_1_node", "append_postgresql_2_nodes"):
         row = result[case]
         print(
             f"{case:<26} {row['appends_per_s']} ok/s, p50 {row['p50_ms']} ms,"
             f" p99 {row['p99_ms']} ms, errors {row['errors']}"
         )
+    for case in ("fanout_1_node", "fanout_2_nodes"):
+        for node, row in result[case].items():
+            print(f"{case:<26} subscribers on {node}: {row}")
+    print(f"fan-out p99, 2 nodes vs 1: {result['fanout_2_nodes_p99_vs_1_node']}x")
+    print(f"new node, fresh database: {result['start_fresh_database']}")
+    print(f"new node, after the history: {result['start_after_history']}")
     print(f"1-minute load average before/after: {result['load_avg_1m']}")
     print(json.dumps(result))
 

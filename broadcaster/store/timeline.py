@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import chain, markdown
 from ..clock import format_ts, now, parse_ts
-from ..errors import Conflict, NotFound, Unavailable
+from ..errors import ConfigError, Conflict, NotFound, Unavailable
 from ..model import Actor, Entry, NewEntry
 from ..signing import Signer
 from ..timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
@@ -117,6 +117,13 @@ class TimelineStore:
 
     async def open(self) -> None:
         await self.db.open()
+        signed_by = await self.db.read(latest_key_id)
+        if signed_by is not None and signed_by != self.signer.key_id:
+            await self.db.close()
+            raise ConfigError(
+                f"this node signs with key {self.signer.key_id} but the store's latest checkpoint"
+                f" was signed with {signed_by}: give every node the site's BROADCASTER_SIGNING_KEY"
+            )
 
     async def close(self) -> None:
         await self.db.close()
@@ -300,6 +307,21 @@ class TimelineStore:
 
     async def checkpoint(self, incident_id: str) -> dict[str, Any] | None:
         return await self.db.read(lambda c: read_checkpoint(c, incident_id))
+
+
+def latest_key_id(conn: Any) -> str | None:
+    """Return the key that signed the most recent checkpoint, if there is one."""
+    row = conn.execute(
+        "SELECT c.record FROM incidents i JOIN checkpoints c"
+        " ON c.incident = i.id AND c.seq = i.head_seq"
+        " ORDER BY i.last_posted_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return str(json.loads(row[0])["key_id"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged checkpoint is refused where it is served
 
 
 def for_update(conn: Any) -> str:
