@@ -28,6 +28,7 @@ EXTRA_COMMANDS: tuple[str, ...] = (
     "broadcaster.export",
     "broadcaster.cli_worker",
     "broadcaster.migrate",
+    "broadcaster.log.witness_cli",
 )
 
 

@@ -49,7 +49,7 @@ class Cosigner:
     ) -> None:
         self.name = check_key_name(name)
         self._private = private
-        self._clock = clock
+        self.clock = clock
         self.public_key = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_id = key_id(name, SIG_COSIGNATURE_V1, self.public_key)
 
@@ -65,7 +65,7 @@ class Cosigner:
 
     def sign(self, text: bytes) -> bytes:
         """Return timestamp || Ed25519 signature over the cosigned message for ``text`` now."""
-        timestamp = int(self._clock())
+        timestamp = int(self.clock())
         signed = self._private.sign(cosigned_message(text, timestamp))
         return timestamp.to_bytes(8, "big") + signed
 
