@@ -143,7 +143,7 @@ def consistency_proof(reader: HashReader, old_size: int, new_size: int) -> list[
     m = old_size
     # SUBPROOF(m, D[start:end], whole), unrolled: descend until the old tree is
     # exactly a subtree, collecting the other halves (again top first).
-    while m != end - start:
+    while m != end:
         k = _split(end - start)
         if m - start <= k:
             proof.append(subtree_hash(reader, start + k, end))
