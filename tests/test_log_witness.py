@@ -37,7 +37,7 @@ from broadcaster.log.note import (
     parse_signature_line,
     verify_note,
 )
-from broadcaster.log.witness import origin_hash
+from broadcaster.log.witness import origin_hash, parse_request
 
 ORIGIN = "news.example.gov.cn/log"
 WITNESS_NAME = "witness.example.org/w1"
@@ -336,3 +336,28 @@ def test_the_command_refuses_a_bad_log_key(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "not Ed25519" in done.stderr
     assert Ed25519Verifier.from_vkey(LOG.vkey).name == ORIGIN
+
+
+def test_the_specs_example_request_parses() -> None:
+    """The example add-checkpoint body of C2SP tlog-witness parses: old size, proof, note."""
+    example = (
+        "old 20852014\n"
+        "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=\n"
+        "jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=\n"
+        "5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=\n"
+        "/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=\n"
+        "\n"
+        "example.com/behind-the-sofa\n"
+        "20852163\n"
+        "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        "\n"
+        "— example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5"
+        "/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n"
+        "— example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks"
+        "+49/V6267UEjw6QUXTS5Rovnzv++qbSzm9Q=\n"
+    )
+    parsed = parse_request(example.encode())
+    assert parsed.old_size == 20852014
+    assert len(parsed.proof) == 4
+    assert parsed.note.startswith("example.com/behind-the-sofa\n20852163\n")
+    assert request_body(parsed.old_size, parsed.proof, parsed.note).decode() == example

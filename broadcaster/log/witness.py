@@ -141,47 +141,48 @@ class Witness:
         latest_size = latest.size if latest else 0
         latest_root = latest.root_hash if latest else EMPTY_ROOT
 
-        def refuse(status: int, reason: str, *, evidence: bool = True) -> Answer:
-            if evidence:
-                txn.keep(
-                    Evidence(
-                        checkpoint.origin,
-                        checkpoint.size,
-                        checkpoint.root_hash,
-                        reason,
-                        f"old {request.old_size}\n"
-                        + "".join(b64encode(h) + "\n" for h in request.proof)
-                        + "\n"
-                        + request.note,
-                        latest_size,
-                        latest.root_hash if latest else None,
-                        int(self.cosigner.clock()),
-                    )
+        def keep(reason: str) -> None:
+            """Record the refused checkpoint and the request that carried it, as evidence."""
+            proof = "".join(b64encode(h) + "\n" for h in request.proof)
+            txn.keep(
+                Evidence(
+                    checkpoint.origin,
+                    checkpoint.size,
+                    checkpoint.root_hash,
+                    reason,
+                    f"old {request.old_size}\n{proof}\n{request.note}",
+                    latest_size,
+                    latest.root_hash if latest else None,
+                    int(self.cosigner.clock()),
                 )
-            return Answer(status, reason + "\n")
+            )
+
+        def refuse(reason: str, *, evidence: bool = True) -> Answer:
+            if evidence:
+                keep(reason)
+            return Answer(422, reason + "\n")
 
         if request.old_size != latest_size:
-            answer = Answer(409, f"{latest_size}\n", SIZE_TYPE)
+            # A stale client is routine; a smaller tree or another root at the
+            # same size, validly signed, may be the log misbehaving.
             if checkpoint.size < latest_size:
-                refuse(409, "smaller than the checkpoint cosigned last (a rollback?)")
+                keep("smaller than the checkpoint cosigned last (a rollback?)")
             elif checkpoint.size == latest_size and checkpoint.root_hash != latest_root:
-                refuse(409, "same size as the checkpoint cosigned last, another root (a fork)")
-            return answer
+                keep("same size as the checkpoint cosigned last, another root (a fork)")
+            return Answer(409, f"{latest_size}\n", SIZE_TYPE)
         if not checkpoint.is_empty_tree_consistent:
-            return refuse(422, "a size-0 checkpoint must have the empty tree's root")
+            return refuse("a size-0 checkpoint must have the empty tree's root")
         if request.old_size == 0 and request.proof:
-            return refuse(422, "no consistency proof is due from size 0", evidence=False)
+            return refuse("no consistency proof is due from size 0", evidence=False)
         if request.old_size == checkpoint.size:
             if checkpoint.root_hash != latest_root:
-                return refuse(422, "same size as the checkpoint cosigned last, another root")
+                return refuse("same size as the checkpoint cosigned last, another root")
             if request.proof:
-                return refuse(
-                    422, "no consistency proof is due between equal sizes", evidence=False
-                )
+                return refuse("no consistency proof is due between equal sizes", evidence=False)
         elif request.old_size and not verify_consistency(
             latest_size, checkpoint.size, latest_root, checkpoint.root_hash, request.proof
         ):
-            return refuse(422, "the consistency proof does not verify")
+            return refuse("the consistency proof does not verify")
         cosignature = self.cosigner.cosign(checkpoint.body)
         txn.save(
             Cosigned(
