@@ -7,7 +7,10 @@ loop lives: a channel (``channels.worker``) registers it as a background task
 of the application, loaded by name like every built-in channel.
 
 Pair it with ``BROADCASTER_WORKER=0 broadcaster serve``; running both with
-workers is safe too, since every claim is a lease in the shared database.
+workers is safe too, and so is a worker on every node of a PostgreSQL site:
+every claim is a lease in the shared database that no other claim can take
+(``broadcaster.store.outbox``), and the bus wakes the workers of every node
+when any node queues deliveries.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,9 +36,8 @@ from broadcaster.background import background
 from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.markdown import plain
-from broadcaster.store.timeline import incident_dict
+from broadcaster.store import pages as pages_data
 
-from . import pages_data
 from .feed_render import FeedSource, render_atom, render_json_feed, render_rss
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ class Rendered:
 class Heads:
     """Hold every incident's ``(seq, hash)``; see the module docstring for freshness."""
 
-    def __init__(self, read: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]):
+    def __init__(self, read: Callable[[Callable[[Any], Any]], Awaitable[Any]]):
         self._read = read
         self._heads: dict[str, tuple[int, str]] = {}
         self._checked: dict[str, float] = {}
@@ -97,28 +95,18 @@ class Heads:
     async def get(self, incident_id: str) -> tuple[int, str] | None:
         """Return the incident's head, or ``None`` if there is no such incident."""
         if time.monotonic() - self._checked.get(incident_id, -FRESH) >= FRESH:
-
-            def job(conn: sqlite3.Connection) -> Any:
-                return conn.execute(
-                    "SELECT head_seq, head_hash FROM incidents WHERE id = ?", (incident_id,)
-                ).fetchone()
-
-            row = await self._read(job)
-            if row is None:
+            found = await self._read(lambda conn: pages_data.head(conn, incident_id))
+            if found is None:
                 return None
-            self.note(incident_id, row[0], row[1])
+            self.note(incident_id, *found)
             self._checked[incident_id] = time.monotonic()
         return self._heads.get(incident_id)
 
     async def signature(self) -> str:
         """Return a digest of every incident's head: the all-incidents feed's version."""
         if time.monotonic() - self._all_checked >= FRESH:
-
-            def job(conn: sqlite3.Connection) -> list[Any]:
-                return conn.execute("SELECT id, head_seq, head_hash FROM incidents").fetchall()
-
-            for row in await self._read(job):
-                self.note(row[0], row[1], row[2])
+            for incident_id, seq, head_hash in await self._read(pages_data.heads):
+                self.note(incident_id, seq, head_hash)
             self._all_checked = time.monotonic()
         if self._signature is None:
             digest = hashlib.sha256()
@@ -209,7 +197,7 @@ def respond(request: web.Request, rendered: Rendered) -> web.Response:
     )
 
 
-def feed_dicts(conn: sqlite3.Connection, entries: list[Any]) -> list[dict[str, Any]]:
+def feed_dicts(conn: Any, entries: list[Any]) -> list[dict[str, Any]]:
     """Return entries as the renderer wants them, redacted ones with their ``redaction``."""
     dicts = [entry.to_dict() for entry in entries]
     redacted = [(d["incident"], d["seq"]) for d in dicts if d["redacted"]]
@@ -231,10 +219,10 @@ async def incident_feed(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     async def render() -> Rendered:
-        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            incident = pages_data.incidents_by_id(conn, [incident_id])[incident_id]
             entries = pages_data.latest_entries(conn, incident_id, INCIDENT_LIMIT)
-            return incident_dict(row), feed_dicts(conn, entries)
+            return incident, feed_dicts(conn, entries)
 
         incident, entries = await request.app[DB].read(job)
         updated = parse_ts(entries[0]["posted_at"] if entries else incident["created_at"])
@@ -263,13 +251,10 @@ async def global_feed(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
 
     async def render() -> Rendered:
-        def job(conn: sqlite3.Connection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             entries = pages_data.latest_across(conn, GLOBAL_LIMIT)
             ids = sorted({e.incident for e in entries})
-            rows = conn.execute(
-                f"SELECT * FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
-            ).fetchall()
-            return {row["id"]: incident_dict(row) for row in rows}, feed_dicts(conn, entries)
+            return pages_data.incidents_by_id(conn, ids), feed_dicts(conn, entries)
 
         incidents, entries = await request.app[DB].read(job)
         updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,8 +29,9 @@ from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.errors import HTTPError
 from broadcaster.markdown import plain
 from broadcaster.model import Entry
+from broadcaster.store import pages as pages_data
 
-from . import i18n, pages_data
+from . import i18n
 from .pages_static import ASSETS, ROOT, accepts_gzip, setup_static
 from .pages_view import (
     Ctx,
@@ -233,7 +233,7 @@ async def entry_page(request: web.Request) -> web.Response:
         raise PageError(404, "not_found", request.path)
     seq = int(raw)
 
-    def job(conn: sqlite3.Connection) -> tuple[list[Entry], pages_data.Facts]:
+    def job(conn: Any) -> tuple[list[Entry], pages_data.Facts]:
         return pages_data.neighbours(conn, incident_id, seq), pages_data.timeline_facts(
             conn, incident_id, 0
         )

@@ -9,7 +9,6 @@ slice at the live edge is updated by ``live.js``; other slices are history.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -17,8 +16,9 @@ from markupsafe import Markup
 
 from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.markdown import plain, render
+from broadcaster.store import pages as pages_data
 
-from . import i18n, pages_data
+from . import i18n
 from .feed_render import html_to_text
 from .pages import PageError, context, feed_links, query_seq, render_page, site_alert
 from .pages_static import ASSETS
@@ -70,7 +70,7 @@ async def live_page(request: web.Request) -> web.Response:
     else:
         cursor = query_seq(request, "after" if asc else "before")
 
-    def job(conn: sqlite3.Connection) -> tuple[pages_data.Slice, pages_data.Facts]:
+    def job(conn: Any) -> tuple[pages_data.Slice, pages_data.Facts]:
         piece = pages_data.timeline_slice(
             conn,
             incident_id,

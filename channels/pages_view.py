@@ -22,11 +22,11 @@ from broadcaster.clock import parse_ts
 from broadcaster.figures import CUMULATIVE, VOCABULARY
 from broadcaster.markdown import render
 from broadcaster.model import Entry
+from broadcaster.store.pages import Facts
 
 from . import i18n
 from .feed_render import html_to_text
 from .pages_chart import sparkline
-from .pages_data import Facts
 
 _NOW_DO = ("现在应做", "公众应做", "What to do")
 

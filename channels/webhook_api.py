@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +21,18 @@ from aiohttp import web
 from broadcaster.api.common import json_response, query_int, remote_of
 from broadcaster.appkeys import DB, SETTINGS
 from broadcaster.auth import require
-from broadcaster.clock import format_ts, now
+from broadcaster.clock import format_ts
 from broadcaster.errors import NotFound, Unprocessable
 from broadcaster.fields import Field, check_object
 from broadcaster.jsonbody import read_object
+from broadcaster.store import webhooks as store
+from broadcaster.store.outbox import attempts_of
 from broadcaster.store.timeline import audit_row
+from broadcaster.store.webhooks import CHANNEL
 
-from .outbox import attempts_of, outbox_of
+from .outbox import outbox_of
 from .ssrf import Guard, Refused, check_registration
-from .webhooks import (
-    CHANNEL,
-    EVENTS,
-    WebhookSender,
-    enqueue_webhooks,
-    set_status,
-)
+from .webhooks import EVENTS, WebhookSender, enqueue_webhooks
 
 MAX_INCIDENTS = 100
 PAGE = 50
@@ -76,7 +72,7 @@ WEBHOOK_FIELDS = (
 )
 
 
-def webhook_dict(row: sqlite3.Row) -> dict[str, Any]:
+def webhook_dict(row: Any) -> dict[str, Any]:
     """Return an endpoint as the API shows it (never with its secret)."""
     failing = row["failing_since"]
     return {
@@ -106,8 +102,8 @@ def _webhook_id(request: web.Request) -> int:
     return int(raw)
 
 
-def _row(conn: sqlite3.Connection, webhook_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+def _row(conn: Any, webhook_id: int) -> Any:
+    row = store.get(conn, webhook_id)
     if row is None:
         raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
     return row
@@ -126,27 +122,21 @@ async def create_webhook(request: web.Request) -> web.Response:
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     remote = remote_of(request)
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
-        if incidents != "*":
-            for incident in incidents:
-                if not conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident,)).fetchone():
-                    raise Unprocessable(
-                        f"no incident {incident!r}", code="unknown_incident", field="incidents"
-                    )
-        cur = conn.execute(
-            "INSERT INTO webhooks (url, secret, incidents, events, description, created_at,"
-            " created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(url),
-                secret,
-                json.dumps(incidents, ensure_ascii=False),
-                json.dumps(events),
-                fields.get("description"),
-                format_ts(now()),
-                json.dumps(actor.public(), ensure_ascii=False),
-            ),
+    def job(conn: Any) -> dict[str, Any]:
+        unknown = store.unknown_incident(conn, incidents) if incidents != "*" else None
+        if unknown is not None:
+            raise Unprocessable(
+                f"no incident {unknown!r}", code="unknown_incident", field="incidents"
+            )
+        webhook_id = store.insert(
+            conn,
+            url=str(url),
+            secret=secret,
+            incidents=json.dumps(incidents, ensure_ascii=False),
+            events=json.dumps(events),
+            description=fields.get("description"),
+            created_by=json.dumps(actor.public(), ensure_ascii=False),
         )
-        webhook_id = int(cur.lastrowid or 0)
         audit_row(conn, actor, "webhook.create", f"webhook:{webhook_id}", {"url": str(url)}, remote)
         return webhook_dict(_row(conn, webhook_id))
 
@@ -160,9 +150,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     await require(request, "admin")
-    rows = await request.app[DB].read(
-        lambda c: c.execute("SELECT * FROM webhooks ORDER BY id").fetchall()
-    )
+    rows = await request.app[DB].read(store.all_endpoints)
     return json_response({"webhooks": [webhook_dict(row) for row in rows]})
 
 
@@ -170,14 +158,9 @@ async def get_webhook(request: web.Request) -> web.Response:
     await require(request, "admin")
     webhook_id = _webhook_id(request)
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Any) -> dict[str, Any]:
         webhook = webhook_dict(_row(conn, webhook_id))
-        counts = conn.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE channel = ? AND target = ?"
-            " GROUP BY state",
-            (CHANNEL, webhook_id),
-        ).fetchall()
-        webhook["deliveries"] = {state: count for state, count in counts}
+        webhook["deliveries"] = store.delivery_counts(conn, webhook_id)
         return webhook
 
     return json_response(await request.app[DB].read(job))
@@ -188,12 +171,9 @@ async def delete_webhook(request: web.Request) -> web.Response:
     webhook_id = _webhook_id(request)
     remote = remote_of(request)
 
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Any) -> None:
         row = _row(conn, webhook_id)
-        conn.execute(
-            "DELETE FROM deliveries WHERE channel = ? AND target = ?", (CHANNEL, webhook_id)
-        )
-        conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+        store.delete(conn, webhook_id)
         audit_row(
             conn, actor, "webhook.delete", f"webhook:{webhook_id}", {"url": row["url"]}, remote
         )
@@ -208,9 +188,9 @@ def _status_handler(status: str) -> Any:
         webhook_id = _webhook_id(request)
         remote = remote_of(request)
 
-        def job(conn: sqlite3.Connection) -> dict[str, Any]:
+        def job(conn: Any) -> dict[str, Any]:
             _row(conn, webhook_id)
-            set_status(conn, webhook_id, status, None)
+            store.set_status(conn, webhook_id, status, None)
             action = "webhook.resume" if status == "active" else "webhook.pause"
             audit_row(conn, actor, action, f"webhook:{webhook_id}", None, remote)
             return webhook_dict(_row(conn, webhook_id))
@@ -229,14 +209,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     before = query_int(request, "before", 0, 0, 2**62)
     limit = query_int(request, "limit", PAGE, 1, 500)
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    def job(conn: Any) -> list[dict[str, Any]]:
         _row(conn, webhook_id)
-        rows = conn.execute(
-            "SELECT id, event, incident, seq, state, attempts, next_at, created_at,"
-            " updated_at, last_error FROM deliveries WHERE channel = ? AND target = ?"
-            " AND (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?",
-            (CHANNEL, webhook_id, before, before, limit),
-        ).fetchall()
+        rows = store.deliveries(conn, webhook_id, before, limit)
         attempts = attempts_of(conn, [row["id"] for row in rows])
         return [
             {

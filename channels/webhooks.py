@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,21 +29,22 @@ from typing import Any
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from broadcaster.clock import format_ts, now
+from broadcaster.clock import now
 from broadcaster.model import Entry
+from broadcaster.store import webhooks as store
 from broadcaster.store.contract import JobDatabase as Database
+from broadcaster.store.outbox import Delivery, enqueue
 from broadcaster.store.timeline import read_entries
+from broadcaster.store.webhooks import CHANNEL
 
-from .outbox import Delivery, Result, enqueue
+from .outbox import Result
 from .ssrf import Guard, Refused, SafeResolver
 
-CHANNEL = "webhook"
 EVENTS = ("entry.created", "entry.redacted")
 MAX_RESPONSE = 64 * 1024
 DEAD_LIMIT = 5
 FAILING_LIMIT = 24 * 3600
 USER_AGENT = "Broadcaster-Webhooks/1"
-
 
 
 def planned(entry: Entry, events: list[str]) -> list[tuple[str, int]]:
@@ -58,10 +58,10 @@ def planned(entry: Entry, events: list[str]) -> list[tuple[str, int]]:
     return found
 
 
-def enqueue_webhooks(conn: sqlite3.Connection, incident: Any, entry: Entry) -> int:
+def enqueue_webhooks(conn: Any, incident: Any, entry: Entry) -> int:
     """Add a delivery per matching endpoint and event (held for paused or disabled ones)."""
     added = 0
-    for row in conn.execute("SELECT id, incidents, events, status FROM webhooks").fetchall():
+    for row in store.endpoints(conn):
         scope = json.loads(row["incidents"])
         if scope != "*" and entry.incident not in scope:
             continue
@@ -156,10 +156,8 @@ class WebhookSender:
         return self._session
 
     async def send(self, delivery: Delivery) -> Result:
-        def load(conn: sqlite3.Connection) -> tuple[Any, list[Entry]]:
-            hook = conn.execute(
-                "SELECT url, secret, status FROM webhooks WHERE id = ?", (delivery.target,)
-            ).fetchone()
+        def load(conn: Any) -> tuple[Any, list[Entry]]:
+            hook = store.target(conn, delivery.target)
             return hook, read_entries(conn, delivery.incident, delivery.seq - 1, 1)
 
         hook, entries = await self.db.read(load)
@@ -187,31 +185,19 @@ class WebhookSender:
         except (aiohttp.ClientError, OSError) as exc:
             return Result("retry", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    def settle(
-        self, conn: sqlite3.Connection, delivery: Delivery, result: Result, state: str
-    ) -> None:
+    def settle(self, conn: Any, delivery: Delivery, result: Result, state: str) -> None:
         """Track the endpoint's health and disable it when it keeps failing."""
         if result.outcome == "ok":
-            conn.execute(
-                "UPDATE webhooks SET failing_since = NULL, consecutive_dead = 0,"
-                " last_success_at = ? WHERE id = ?",
-                (format_ts(now()), delivery.target),
-            )
+            store.record_success(conn, delivery.target)
             return
         if result.outcome in ("retry", "failed") or result.code == 410:
-            row = conn.execute(
-                "SELECT failing_since, consecutive_dead FROM webhooks WHERE id = ?",
-                (delivery.target,),
-            ).fetchone()
+            row = store.health(conn, delivery.target)
             if row is None:
                 return
             at = now().timestamp()
             since = row["failing_since"] or at
             dead = row["consecutive_dead"] + (state == "dead")
-            conn.execute(
-                "UPDATE webhooks SET failing_since = ?, consecutive_dead = ? WHERE id = ?",
-                (since, dead, delivery.target),
-            )
+            store.record_failing(conn, delivery.target, since, dead)
             reason = None
             if result.code == 410:
                 reason = "the endpoint answered 410 Gone"
@@ -220,41 +206,11 @@ class WebhookSender:
             elif at - since >= FAILING_LIMIT:
                 reason = f"every attempt failed for {FAILING_LIMIT // 3600} hours"
             if reason:
-                set_status(conn, delivery.target, "disabled", reason)
+                store.set_status(conn, delivery.target, "disabled", reason)
         # Paused or disabled while this attempt ran: hold its retry too.
-        conn.execute(
-            "UPDATE deliveries SET state = 'held' WHERE id = ? AND state = 'pending'"
-            " AND EXISTS (SELECT 1 FROM webhooks WHERE id = ? AND status != 'active')",
-            (delivery.id, delivery.target),
-        )
+        store.hold_if_inactive(conn, delivery.id, delivery.target)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def set_status(conn: sqlite3.Connection, webhook_id: int, status: str, reason: str | None) -> None:
-    """Pause, disable or resume an endpoint, holding or releasing its waiting deliveries."""
-    moment = now()
-    conn.execute(
-        "UPDATE webhooks SET status = ?, disabled_reason = ?, status_changed_at = ? WHERE id = ?",
-        (status, reason, format_ts(moment), webhook_id),
-    )
-    if status == "active":
-        conn.execute(
-            "UPDATE webhooks SET failing_since = NULL, consecutive_dead = 0 WHERE id = ?",
-            (webhook_id,),
-        )
-        conn.execute(
-            "UPDATE deliveries SET state = 'pending', next_at = ? WHERE channel = ?"
-            " AND target = ? AND state = 'held'",
-            (moment.timestamp(), CHANNEL, webhook_id),
-        )
-    else:
-        # Leased rows are in flight; their result decides, then ``settle`` holds them.
-        conn.execute(
-            "UPDATE deliveries SET state = 'held' WHERE channel = ? AND target = ?"
-            " AND state = 'pending' AND COALESCE(leased_until, 0) <= ?",
-            (CHANNEL, webhook_id, moment.timestamp()),
-        )

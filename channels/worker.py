@@ -2,17 +2,21 @@
 
 One ``Worker`` per process runs in a ``cleanup_ctx`` of ``broadcaster serve``
 (unless ``BROADCASTER_WORKER=0``) or alone in ``broadcaster worker``; several
-may share one database, since claims are leases written in SQLite's single
-write transaction. Each channel's sender has its own concurrency bound, and a
-per-target bound, so a flood of SMS never takes the webhooks' slots and one
-slow endpoint cannot stall the others.
+may share one database, on one node (SQLite) or on many (PostgreSQL), since a
+claim is a lease written in one transaction that no other claim can share
+(``broadcaster.store.outbox``). Each channel's sender has its own concurrency
+bound, and a per-target bound, so a flood of SMS never takes the webhooks'
+slots and one slow endpoint cannot stall the others.
 
 Latency: in the process that appends, the outbox hook wakes the worker as the
-entry commits (the claim that follows queues behind that commit). A worker in
-another process polls every ``POLL`` seconds. A lease lasts 1.5 times the
-per-attempt timeout plus 2 s, so a SIGKILLed worker's rows are sent again
-that long after it died. On a graceful stop, attempts still running after
-``GRACE`` seconds are cancelled and rescheduled like failed ones.
+entry commits (the claim that follows queues behind that commit). Every entry
+announced on the bus, by any node, also nudges the worker: it reads when the
+next row is due and claims if one is, so rows queued on another node leave at
+once. The bus may be down or lose messages, so the worker also polls that read
+every ``POLL`` seconds: nothing waits longer than that for a wake-up. A lease
+lasts 1.5 times the per-attempt timeout plus 2 s, so a SIGKILLed worker's rows
+are sent again that long after it died. On a graceful stop, attempts still
+running after ``GRACE`` seconds are cancelled and rescheduled like failed ones.
 """
 
 from __future__ import annotations
@@ -27,26 +31,21 @@ from functools import partial
 
 from aiohttp import web
 
-from broadcaster.appkeys import DB, METRICS, SETTINGS
+from broadcaster.appkeys import BUS, DB, METRICS, SETTINGS
+from broadcaster.background import background
+from broadcaster.bus import Bus
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
+from broadcaster.store.outbox import Delivery, claim, depth, next_due
 
-from .outbox import (
-    OUTBOX,
-    Delivery,
-    Outbox,
-    Result,
-    claim,
-    depth,
-    finish,
-    next_due,
-    outbox_of,
-)
+from .outbox import OUTBOX, Outbox, Result, finish, outbox_of
 
 log = logging.getLogger(__name__)
 POLL = 0.5
 GRACE = 5.0
 DEPTH_EVERY = 5.0
+#: Bus reconnect delays (seconds), capped at the last one.
+RELISTEN_DELAYS = (0.1, 0.5, 1, 2, 5)
 
 
 class Worker:
@@ -72,6 +71,7 @@ class Worker:
         self.busy: Counter[tuple[str, int]] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._claim_now = False
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._depth_at = 0.0
@@ -79,12 +79,40 @@ class Worker:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def wake() -> None:  # called from the SQLite writer thread
+        def wake() -> None:  # called from the store's writer thread
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._wake.set)
+                loop.call_soon_threadsafe(self.wake)
 
         self.outbox.set_waker(wake)
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    def wake(self) -> None:
+        """Claim at once: rows were just committed in this process."""
+        self._claim_now = True
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """Check soon whether a row is due (another node may have queued one)."""
+        self._wake.set()
+
+    async def follow(self, bus: Bus) -> None:
+        """Nudge the worker for every message on the bus; reconnect after failures."""
+        failures = 0
+        while True:
+            try:
+                async with bus.listen() as messages:
+                    failures = 0
+                    async for _topic, _message in messages:
+                        # Entries from every node, and a resubscription (messages
+                        # may have been lost): each may mean a row is due.
+                        self.nudge()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the poll keeps deliveries going meanwhile
+                log.warning("the delivery worker lost the bus", exc_info=True)
+            delay = RELISTEN_DELAYS[min(failures, len(RELISTEN_DELAYS) - 1)]
+            failures += 1
+            await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         """Stop claiming, give running attempts ``GRACE`` seconds, cancel the rest, close."""
@@ -112,10 +140,11 @@ class Worker:
         woken = True  # claim at once on start: rows may be due from before a restart
         while not self._stopping:
             self._wake.clear()
+            self._claim_now = False
             due = None
             claimed: list[Delivery] = []
             try:
-                if not woken:  # a timed poll: a cheap read first, a claim only when due
+                if not woken:  # a poll or a nudge: a cheap read first, a claim only when due
                     due = await self.db.read(next_due)
                 if woken or (due is not None and due <= time.time()):
                     claimed = await self._claim()
@@ -131,15 +160,13 @@ class Worker:
             woken = await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> bool:
-        """Wait for a wake-up or ``seconds``; tell whether something woke us."""
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
-            # cancellation that stop() sends when the event fires at that moment.
+        """Wait for a wake-up, a nudge or ``seconds``; tell whether to claim at once."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+        # cancellation that stop() sends when the event fires at that moment.
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(seconds, 0.01)):
                 await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
+        return self._claim_now
 
     def _free(self) -> dict[str, int]:
         return {
@@ -173,7 +200,7 @@ class Worker:
         self.busy[key] -= 1
         if self.busy[key] <= 0:
             del self.busy[key]
-        self._wake.set()
+        self.wake()  # a slot is free
 
     async def _deliver(self, delivery: Delivery) -> None:
         sender = self.outbox.senders[delivery.channel]
@@ -237,7 +264,8 @@ async def _run_worker(app: web.Application) -> AsyncIterator[None]:
     )
     worker.start()
     try:
-        yield
+        async with background(worker.follow(app[BUS]), "delivery-worker-bus"):
+            yield
     finally:
         await worker.stop()
 

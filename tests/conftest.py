@@ -110,13 +110,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def backend_options(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Return the settings that put an app on ``backend`` (for fixtures building their own)."""
+    if backend != "postgresql":
+        return {}
+    return {
+        "database_url": request.getfixturevalue("database_url"),
+        "redis_url": request.getfixturevalue("redis_url"),
+    }
+
+
 @pytest.fixture
 def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh data directory, as a brand-new installation has them."""
-    extra: dict[str, Any] = {}
-    if backend == "postgresql":
-        extra["database_url"] = request.getfixturevalue("database_url")
-        extra["redis_url"] = request.getfixturevalue("redis_url")
+    extra = backend_options(backend, request)
     return Settings.from_env(
         {}, data_dir=tmp_path / "data", public_url="http://example.test", **extra
     )

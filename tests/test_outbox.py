@@ -20,7 +20,8 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from channels.outbox import MAX_RETRY_AFTER, Outbox, claim, enqueue, retry_delay
+from broadcaster.store.outbox import claim, enqueue
+from channels.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
 from channels.worker import Worker
 
 settings = pytest.fixture(loopback_settings, name="settings")

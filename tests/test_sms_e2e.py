@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import bearer, create_incident, make_token, post_entry
+from conftest import backend_options, bearer, create_incident, make_token, post_entry
 from kannel_gateway import TIMEOUT, KannelLab, running_kannel
 from test_webhooks import eventually
 
@@ -52,7 +52,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     """Start Kannel with its MO URL on the app's port, then the app sending through Kannel."""
     port = free_port()
     async with running_kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
@@ -65,6 +65,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             sms_signature="崂山区应急管理局",
             retry_schedule=(1,) * 30,
             delivery_timeout=2,
+            **backend_options(backend, request),
         )
         app = create_app(settings)
         async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import TIMEOUT, create_incident, post_entry
+from conftest import TIMEOUT, backend_options, create_incident, post_entry
 from standardwebhooks.webhooks import Webhook
 from test_webhooks import eventually
 from webhook_receiver import Receiver
@@ -43,7 +43,9 @@ async def gateway() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, gateway: Receiver) -> Settings:
+def settings(
+    tmp_path: Path, gateway: Receiver, backend: str, request: pytest.FixtureRequest
+) -> Settings:
     """Settings sending SMS to the local gateway, with a retry schedule of a second."""
     base = gateway.url_for("/send").replace("http://", "")
     return Settings.from_env(
@@ -54,6 +56,7 @@ def settings(tmp_path: Path, gateway: Receiver) -> Settings:
         sms_signature="崂山区应急管理局",
         retry_schedule=(1, 1, 1),
         delivery_timeout=2,
+        **backend_options(backend, request),
     )
 
 

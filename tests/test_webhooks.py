@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import TIMEOUT, create_incident, post_entry
+from conftest import TIMEOUT, backend_options, create_incident, post_entry
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from webhook_receiver import Receiver
 
@@ -19,10 +19,10 @@ from broadcaster.settings import Settings
 T = TypeVar("T")
 
 
-def loopback_settings(tmp_path: Any) -> Settings:
+def loopback_settings(tmp_path: Any, backend: str, request: pytest.FixtureRequest) -> Settings:
     """Return settings with the loopback receiver allowed and a schedule of seconds, not hours.
 
-    Also the ``settings`` fixture of tests/test_outbox.py.
+    Also the ``settings`` fixture of tests/test_outbox.py; on either backend.
     """
     return Settings.from_env(
         {},
@@ -31,6 +31,7 @@ def loopback_settings(tmp_path: Any) -> Settings:
         webhook_allow=("127.0.0.1",),
         retry_schedule=(0, 0, 0),
         delivery_timeout=2,
+        **backend_options(backend, request),
     )
 
 

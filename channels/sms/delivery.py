@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from broadcaster.errors import ConfigError
 from broadcaster.settings import Settings
+from broadcaster.store import sms as store
 from broadcaster.store.contract import JobDatabase as Database
+from broadcaster.store.outbox import Delivery
 from broadcaster.store.timeline import read_entries
 
-from ..outbox import Delivery, Result
+from ..outbox import Result
 from .gateway import SmsGateway
 from .kannel import KannelGateway
 from .signed_json import SignedJsonGateway
@@ -145,17 +146,13 @@ class SmsSender:
             return Result("retry", code=code, error=sent.detail[:300])
         return Result("failed", code=code, error=sent.detail[:300])
 
-    def _compose(self, conn: sqlite3.Connection, delivery: Delivery) -> tuple[str, str] | Result:
-        subscriber = conn.execute(
-            "SELECT number FROM sms_subscribers WHERE id = ?", (delivery.target,)
-        ).fetchone()
-        if subscriber is None:
+    def _compose(self, conn: Any, delivery: Delivery) -> tuple[str, str] | Result:
+        number = store.number_of(conn, delivery.target)
+        if number is None:
             return Result("cancel", error="the subscriber unsubscribed")
-        incident = conn.execute(
-            "SELECT title FROM incidents WHERE id = ?", (delivery.incident,)
-        ).fetchone()
+        title = store.incident_title(conn, delivery.incident)
         entries = read_entries(conn, delivery.incident, delivery.seq - 1, 1)
-        if incident is None or not entries or entries[0].seq != delivery.seq:
+        if title is None or not entries or entries[0].seq != delivery.seq:
             return Result("failed", error="the entry is gone")
         entry = entries[0]
         if entry.redacted:
@@ -165,7 +162,7 @@ class SmsSender:
         try:
             text = compose(
                 signature=settings.sms_signature,
-                title=short_title(incident["title"]),
+                title=short_title(title),
                 body_markdown=entry.body,
                 link=link,
                 unsubscribe_hint=UNSUBSCRIBE_HINT.get(settings.lang, UNSUBSCRIBE_HINT["zh-CN"]),
@@ -173,7 +170,7 @@ class SmsSender:
             )
         except ValueError as exc:
             return Result("failed", error=f"cannot compose the SMS: {exc}")
-        return subscriber["number"], text
+        return number, text
 
     def settle(self, conn: Any, delivery: Delivery, result: Result, state: str) -> None:
         return None

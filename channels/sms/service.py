@@ -23,7 +23,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -32,12 +31,13 @@ from aiohttp import web
 from broadcaster.api.common import incident_or_404, json_response
 from broadcaster.appkeys import DB, SETTINGS
 from broadcaster.auth import require
-from broadcaster.clock import format_ts, now
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
 from broadcaster.ratelimit import shared_pacer
+from broadcaster.store import outbox as outbox_store
+from broadcaster.store import sms as store
 
-from ..outbox import enqueue, outbox_of
+from ..outbox import outbox_of
 from .commands import parse
 from .delivery import CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
 from .kannel import parse_dlr
@@ -51,20 +51,14 @@ RANK = {"pending": 0, "dead": 0, "queued": 1, "accepted": 2, "buffered": 3}
 RANK |= {"undelivered": 4, "delivered": 5}
 
 
-
-def enqueue_sms(conn: sqlite3.Connection, incident: Any, entry: Entry) -> int:
+def enqueue_sms(conn: Any, incident: Any, entry: Entry) -> int:
     """Queue one SMS per subscriber of the incident for an entry posted with ``sms: true``."""
     if not entry.record.get("sms"):
         return 0
-    moment = time.time()
     stamp = entry.record["posted_at"]
-    cur = conn.execute(
-        "INSERT INTO deliveries (channel, target, event, incident, seq, next_at, created_at,"
-        " updated_at) SELECT ?, id, ?, incident, ?, ?, ?, ? FROM sms_subscribers"
-        " WHERE incident = ? ON CONFLICT DO NOTHING",
-        (CHANNEL, ENTRY_EVENT, entry.seq, moment, stamp, stamp, entry.incident),
+    return store.enqueue_entry(
+        conn, CHANNEL, ENTRY_EVENT, entry.incident, entry.seq, time.time(), stamp
     )
-    return cur.rowcount
 
 
 RECENT = web.AppKey("sms_recent_senders", RecentSenders)
@@ -137,68 +131,45 @@ async def inbound(request: web.Request) -> web.Response:
     recent = request.app[RECENT]
     settings = request.app[SETTINGS]
 
-    def job(conn: sqlite3.Connection) -> None:
-        cur = conn.execute(
-            "INSERT INTO sms_inbound (msgid, received_at, action) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (msgid, time.time(), command.action),
-        )
-        if cur.rowcount == 0:
+    def job(conn: Any) -> None:
+        inbound_id = store.record_inbound(conn, msgid, time.time(), command.action)
+        if inbound_id is None:
             return  # the gateway sent this message again
-        conn.execute("DELETE FROM sms_inbound WHERE received_at < ?", (time.time() - 7 * 86400,))
+        store.forget_inbound(conn, time.time() - 7 * 86400)
         allowed = recent.allow(number)  # counted here: a repeated msgid is not a new message
         if command.action != "unsubscribe" and not allowed:
             return
         reply = act(conn, command.action, command.code, number)
         if allowed:
             payload = json.dumps({"to": number, "text": reply_text(settings, *reply)})
-            inbound_id = int(cur.lastrowid or 0)  # the target too: replies need not queue in line
-            enqueue(conn, CHANNEL, inbound_id, REPLY_EVENT, "", inbound_id, payload)
+            # The inbound id is the target too: replies need not queue in line.
+            outbox_store.enqueue(conn, CHANNEL, inbound_id, REPLY_EVENT, "", inbound_id, payload)
 
     await request.app[DB].write(job)
     outbox_of(request.app).notify()
     return web.Response(text="", content_type="text/plain")
 
 
-def act(
-    conn: sqlite3.Connection, action: str, code: str | None, number: str
-) -> tuple[str, dict[str, Any]]:
+def act(conn: Any, action: str, code: str | None, number: str) -> tuple[str, dict[str, Any]]:
     """Apply one command to the subscriptions; return the reply's key and its values."""
-    incident = None
-    if code:
-        incident = conn.execute(
-            "SELECT id, title, code, status FROM incidents WHERE code = ?", (code,)
-        ).fetchone()
+    incident = store.incident_by_code(conn, code) if code else None
     if action == "unsubscribe":
         if code is None:
-            conn.execute("DELETE FROM sms_subscribers WHERE number = ?", (number,))
+            store.unsubscribe(conn, number)
             return "unsubscribed_all", {}
         if incident is not None:
-            conn.execute(
-                "DELETE FROM sms_subscribers WHERE number = ? AND incident = ?",
-                (number, incident["id"]),
-            )
+            store.unsubscribe(conn, number, incident["id"])
         return "unsubscribed", {"code": code, "title": incident["title"] if incident else code}
     if action == "help" or code is None:
-        row = conn.execute(
-            "SELECT code FROM incidents WHERE status = 'active' ORDER BY created_at DESC LIMIT 1"
-        ).fetchone()
-        return "help", {"example": row["code"] if row else "SZK"}
+        return "help", {"example": store.latest_active_code(conn) or "SZK"}
     if incident is None:
         return "unknown_code", {"code": code}
     values = {"code": incident["code"], "title": incident["title"]}
     if incident["status"] != "active":
         return "ended", values
-    (count,) = conn.execute(
-        "SELECT COUNT(*) FROM sms_subscribers WHERE incident = ?", (incident["id"],)
-    ).fetchone()
-    if count >= MAX_SUBSCRIBERS:
+    if store.subscriber_count(conn, incident["id"]) >= MAX_SUBSCRIBERS:
         return "full", values
-    conn.execute(
-        "INSERT INTO sms_subscribers (incident, number, created_at, source)"
-        " VALUES (?, ?, ?, 'sms') ON CONFLICT DO NOTHING",
-        (incident["id"], number, format_ts(now())),
-    )
+    store.subscribe(conn, incident["id"], number)
     return "subscribed", values
 
 
@@ -221,15 +192,10 @@ async def delivery_report(request: web.Request) -> web.Response:
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return web.Response(text="")
 
-    def job(conn: sqlite3.Connection) -> None:
-        row = conn.execute(
-            "SELECT state FROM deliveries WHERE id = ? AND channel = ?", (int(raw_id), CHANNEL)
-        ).fetchone()
-        if row is not None and RANK.get(row["state"], 99) < RANK[state]:
-            conn.execute(
-                "UPDATE deliveries SET state = ?, leased_until = NULL, updated_at = ? WHERE id = ?",
-                (state, format_ts(now()), int(raw_id)),
-            )
+    def job(conn: Any) -> None:
+        current = outbox_store.state_of(conn, int(raw_id), CHANNEL)
+        if current is not None and RANK.get(current, 99) < RANK[state]:
+            outbox_store.set_state(conn, int(raw_id), state)
 
     await request.app[DB].write(job)
     return web.Response(text="")
@@ -240,29 +206,17 @@ async def incident_sms(request: web.Request) -> web.Response:
     await require(request, "admin")
     incident = await incident_or_404(request)
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM sms_subscribers WHERE incident = ?", (incident["id"],)
-        ).fetchone()
-        recent = conn.execute(
-            "SELECT number, created_at, source FROM sms_subscribers WHERE incident = ?"
-            " ORDER BY id DESC LIMIT 50",
-            (incident["id"],),
-        ).fetchall()
-        states = conn.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE channel = ? AND incident = ?"
-            " AND event = ? GROUP BY state",
-            (CHANNEL, incident["id"], ENTRY_EVENT),
-        ).fetchall()
+    def job(conn: Any) -> dict[str, Any]:
+        recent = store.recent_subscribers(conn, incident["id"])
         return {
             "incident": incident["id"],
             "code": incident["code"],
-            "subscribers": count,
+            "subscribers": store.subscriber_count(conn, incident["id"]),
             "recent": [
                 {"number": mask(r["number"]), "since": r["created_at"], "source": r["source"]}
                 for r in recent
             ],
-            "deliveries": {state: n for state, n in states},
+            "deliveries": store.delivery_states(conn, CHANNEL, incident["id"], ENTRY_EVENT),
         }
 
     return json_response(await request.app[DB].read(job))

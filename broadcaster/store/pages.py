@@ -5,26 +5,41 @@ Every function here is a plain ``fn(conn, ...)`` run on a reader thread by
 applied by ``entry_from_row``) or plain dicts, never rows, so templates cannot
 reach the database. Entries are read by cursor (``seq``) only, never by
 offset, so a page never shifts when new entries arrive.
+
+The two backends differ only in how a member of the stored record is read
+(``json_extract`` on SQLite, ``->>`` on PostgreSQL, where a JSON ``null``
+reads as SQL ``NULL`` on both) and in how "no limit" is written.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcaster.model import Entry
-from broadcaster.store.timeline import ENTRY_SELECT, entry_from_row
+from ..model import Entry
+from .pg_conn import dialect_of
+from .timeline import entry_from_row, entry_select, incident_dict, no_limit
 
-_SELECT = ENTRY_SELECT
-#: Which entries count as key events: the first, status changes, corrections,
-#: redactions and every entry that moves a key figure. Editors have no "pin"
-#: flag in the contract, so this is derived from what the entry is.
-_KEY = (
-    "(e.seq = 1 OR e.kind IN ('status', 'correction', 'redaction')"
-    " OR json_extract(e.record, '$.figures') IS NOT NULL)"
-)
+
+def _member(conn: Any, column: str, name: str) -> str:
+    """Return the SQL reading member ``name`` of the JSON text in ``column``, as text."""
+    if dialect_of(conn) == "postgresql":
+        return f"({column}::jsonb ->> '{name}')"
+    return f"json_extract({column}, '$.{name}')"
+
+
+def _key(conn: Any) -> str:
+    """Return the condition of key events.
+
+    The first entry, status changes, corrections, redactions and every entry
+    that moves a key figure. Editors have no "pin" flag in the contract, so
+    this is derived from what the entry is.
+    """
+    return (
+        "(e.seq = 1 OR e.kind IN ('status', 'correction', 'redaction')"
+        f" OR {_member(conn, 'e.record', 'figures')} IS NOT NULL)"
+    )
 
 
 @dataclass
@@ -49,22 +64,23 @@ class Facts:
 
 
 def entries_where(
-    conn: sqlite3.Connection,
+    conn: Any,
     incident_id: str,
     where: str,
     args: tuple[Any, ...],
     order: str,
-    limit: int = -1,
+    limit: int | None = None,
 ) -> list[Entry]:
+    """Return an incident's entries matching ``where``, by ``seq`` in ``order``."""
     rows = conn.execute(
-        f"{_SELECT} WHERE e.incident = ? AND {where} ORDER BY e.seq {order} LIMIT ?",
-        (incident_id, *args, limit),
+        f"{entry_select(conn)} WHERE e.incident = ? AND {where} ORDER BY e.seq {order} LIMIT ?",
+        (incident_id, *args, no_limit(conn) if limit is None else limit),
     ).fetchall()
     return [entry_from_row(row) for row in rows]
 
 
 def timeline_slice(
-    conn: sqlite3.Connection,
+    conn: Any,
     incident_id: str,
     head_seq: int,
     *,
@@ -78,7 +94,7 @@ def timeline_slice(
     ``cursor`` is exclusive: ``before`` for newest-first pages, ``after`` for
     oldest-first ones; ``None`` means the latest (or the first) page.
     """
-    key = f" AND {_KEY}" if key_only else ""
+    key = f" AND {_key(conn)}" if key_only else ""
     if newest_first:
         bound = head_seq + 1 if cursor is None else cursor
         entries = entries_where(conn, incident_id, f"e.seq < ?{key}", (bound,), "DESC", limit + 1)
@@ -94,19 +110,20 @@ def timeline_slice(
         result = Slice(entries, head_seq, has_older=bound > 0, has_newer=more)
     if key_only:
         result.total = conn.execute(
-            f"SELECT COUNT(*) FROM entries e WHERE e.incident = ? AND {_KEY}", (incident_id,)
+            f"SELECT COUNT(*) FROM entries e WHERE e.incident = ? AND {_key(conn)}",
+            (incident_id,),
         ).fetchone()[0]
     else:
         result.total = head_seq
     return result
 
 
-def timeline_facts(conn: sqlite3.Connection, incident_id: str, key_events: int = 8) -> Facts:
+def timeline_facts(conn: Any, incident_id: str, key_events: int = 8) -> Facts:
     """Return figure histories, correction links and the latest key events."""
     facts = Facts()
     rows = conn.execute(
         "SELECT seq, kind, record FROM entries WHERE incident = ?"
-        " AND (kind = 'correction' OR json_extract(record, '$.figures') IS NOT NULL"
+        f" AND (kind = 'correction' OR {_member(conn, 'record', 'figures')} IS NOT NULL"
         " OR seq = 1) ORDER BY seq",
         (incident_id,),
     ).fetchall()
@@ -127,30 +144,33 @@ def timeline_facts(conn: sqlite3.Connection, incident_id: str, key_events: int =
                     "kind": row["kind"],
                 }
             )
-    facts.key_events = entries_where(conn, incident_id, _KEY, (), "DESC", key_events)
+    facts.key_events = entries_where(conn, incident_id, _key(conn), (), "DESC", key_events)
     return facts
 
 
-def neighbours(conn: sqlite3.Connection, incident_id: str, seq: int) -> list[Entry]:
+def neighbours(conn: Any, incident_id: str, seq: int) -> list[Entry]:
     """Return the entries ``seq - 1 .. seq + 1`` that exist, in order."""
     return entries_where(conn, incident_id, "e.seq BETWEEN ? AND ?", (seq - 1, seq + 1), "ASC")
 
 
-def latest_entries(conn: sqlite3.Connection, incident_id: str, limit: int) -> list[Entry]:
+def latest_entries(conn: Any, incident_id: str, limit: int) -> list[Entry]:
     """Return the newest ``limit`` entries, newest first."""
-    return entries_where(conn, incident_id, "1", (), "DESC", limit)
+    return entries_where(conn, incident_id, "TRUE", (), "DESC", limit)
 
 
-def latest_across(conn: sqlite3.Connection, limit: int) -> list[Entry]:
+def latest_across(conn: Any, limit: int) -> list[Entry]:
     """Return the newest ``limit`` entries of all incidents, newest first."""
+    # Bytewise order (``COLLATE "C"`` on PostgreSQL), as SQLite compares text.
+    posted_at = _member(conn, "e.record", "posted_at")
+    if dialect_of(conn) == "postgresql":
+        posted_at += ' COLLATE "C"'
     rows = conn.execute(
-        f"{_SELECT} ORDER BY json_extract(e.record, '$.posted_at') DESC, e.seq DESC LIMIT ?",
-        (limit,),
+        f"{entry_select(conn)} ORDER BY {posted_at} DESC, e.seq DESC LIMIT ?", (limit,)
     ).fetchall()
     return [entry_from_row(row) for row in rows]
 
 
-def redactions(conn: sqlite3.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
+def redactions(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
     """Return ``{(incident, seq): {"seq", "posted_at", "basis"}}`` for redacted entries.
 
     ``seq`` is the redaction entry's own seq, the shape the feed renderer wants.
@@ -168,3 +188,27 @@ def redactions(conn: sqlite3.Connection, keys: list[tuple[str, int]]) -> dict[tu
                 "basis": row["basis"],
             }
     return found
+
+
+def head(conn: Any, incident_id: str) -> tuple[int, str] | None:
+    """Return an incident's head ``(seq, hash)``, or ``None`` if there is no such incident."""
+    row = conn.execute(
+        "SELECT head_seq, head_hash FROM incidents WHERE id = ?", (incident_id,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def heads(conn: Any) -> list[tuple[str, int, str]]:
+    """Return every incident's ``(id, head seq, head hash)``."""
+    rows = conn.execute("SELECT id, head_seq, head_hash FROM incidents").fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def incidents_by_id(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the named incidents as the API serves them, keyed by id."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT * FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
+    ).fetchall()
+    return {row["id"]: incident_dict(row) for row in rows}

@@ -1,0 +1,242 @@
+"""Keep the delivery outbox: one row per delivery, a lease per claim, a row per attempt.
+
+``deliveries`` holds a row per (channel, target, event, entry) and
+``delivery_attempts`` a row per attempt; the channels decide what a row means
+and what an outcome does (``channels.outbox``), this module only reads and
+writes them, on SQLite or PostgreSQL.
+
+Claims are atomic on both backends. On SQLite the single writer runs one claim
+at a time. On PostgreSQL the due rows are read ``FOR UPDATE SKIP LOCKED``: a
+row another transaction is claiming (a worker on any node) is skipped, not
+waited for and never leased twice, whatever else serialises the writers. The
+lease (``leased_until``) then keeps the row for the worker until it records a
+result or the lease lapses; the next claim after that marks the attempt left
+``sending`` as ``interrupted`` and tries again under the same ``msg_<id>``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import format_ts, now
+from .pg_conn import dialect_of
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed delivery: what to send, to whom, and which attempt this is."""
+
+    id: int
+    channel: str
+    target: int
+    event: str
+    incident: str
+    seq: int
+    payload: str | None
+    attempt: int
+    attempt_id: int
+    created_at: str
+
+    @property
+    def message_id(self) -> str:
+        """Return the id that stays the same across retries (``webhook-id``, SMS DLR id)."""
+        return f"msg_{self.id}"
+
+
+_DUE = (
+    "{d}channel = :channel AND {d}state = 'pending' AND {d}next_at <= :at"
+    " AND COALESCE({d}leased_until, 0) <= :at"
+)
+#: Due rows of a channel, at most ``per_target`` per target, oldest first.
+_CLAIM = (
+    "SELECT * FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id)"
+    f" AS rn FROM deliveries d WHERE {_DUE.format(d='')}) AS due"
+    " WHERE rn <= :per_target ORDER BY next_at, id LIMIT :limit"
+)
+#: The same on PostgreSQL, which locks no row of a window query: the rows are
+#: locked by id, skipping those another claim holds, and re-checked once locked.
+_PG_CLAIM = (
+    "SELECT d.* FROM deliveries d WHERE d.id IN (SELECT id FROM (SELECT id,"
+    " ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id) AS rn"
+    f" FROM deliveries WHERE {_DUE.format(d='')}) AS due WHERE rn <= :per_target)"
+    f" AND {_DUE.format(d='d.')}"
+    " ORDER BY d.next_at, d.id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+
+
+def enqueue(
+    conn: Any,
+    channel: str,
+    target: int,
+    event: str,
+    incident: str,
+    seq: int,
+    payload: str | None = None,
+    state: str = "pending",
+) -> int:
+    """Insert one delivery unless the same one exists; return 1 if it was added."""
+    moment = now()
+    stamp = format_ts(moment)
+    cur = conn.execute(
+        "INSERT INTO deliveries (channel, target, event, incident, seq, payload, state,"
+        " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (channel, target, event, incident, seq, payload, state, moment.timestamp(), stamp, stamp),
+    )
+    return int(cur.rowcount)
+
+
+def claim(
+    conn: Any,
+    free: Mapping[str, int],
+    per_target: Mapping[str, int],
+    busy: Counter[tuple[str, int]],
+    lease: float,
+) -> list[Delivery]:
+    """Lease up to ``free[channel]`` due rows per channel and record their attempts as started.
+
+    At most ``per_target[channel]`` rows per target are in flight at once
+    (``busy`` counts this worker's), so one slow endpoint or phone cannot take
+    every slot, and one subscriber's SMS go out in order.
+    """
+    moment = now()
+    at, stamp = moment.timestamp(), format_ts(moment)
+    query = _PG_CLAIM if dialect_of(conn) == "postgresql" else _CLAIM
+    claimed: list[Delivery] = []
+    for channel, slots in free.items():
+        if slots <= 0:
+            continue
+        limit = per_target.get(channel, 1)
+        rows = conn.execute(
+            query,
+            {"channel": channel, "at": at, "per_target": limit, "limit": slots * 2 + len(busy)},
+        ).fetchall()
+        taken: Counter[int] = Counter()
+        for row in rows:
+            target = row["target"]
+            if busy[(channel, target)] + taken[target] >= limit:
+                continue
+            taken[target] += 1
+            claimed.append(_start(conn, row, at + lease, stamp))
+            if sum(taken.values()) >= slots:
+                break
+    return claimed
+
+
+def _start(conn: Any, row: Any, until: float, stamp: str) -> Delivery:
+    conn.execute(
+        "UPDATE delivery_attempts SET outcome = 'interrupted', finished_at = ?,"
+        " error = 'no outcome recorded: the worker stopped during the attempt'"
+        " WHERE delivery = ? AND outcome = 'sending'",
+        (stamp, row["id"]),
+    )
+    attempt = row["attempts"] + 1
+    conn.execute(
+        "UPDATE deliveries SET attempts = ?, leased_until = ?, updated_at = ? WHERE id = ?",
+        (attempt, until, stamp, row["id"]),
+    )
+    attempt_id = conn.execute(
+        "INSERT INTO delivery_attempts (delivery, n, started_at) VALUES (?, ?, ?) RETURNING id",
+        (row["id"], attempt, stamp),
+    ).fetchone()[0]
+    return Delivery(
+        id=row["id"],
+        channel=row["channel"],
+        target=row["target"],
+        event=row["event"],
+        incident=row["incident"],
+        seq=row["seq"],
+        payload=row["payload"],
+        attempt=attempt,
+        attempt_id=attempt_id,
+        created_at=row["created_at"],
+    )
+
+
+def record(
+    conn: Any,
+    delivery: Delivery,
+    *,
+    outcome: str,
+    code: int | None,
+    error: str | None,
+    duration_ms: int,
+    state: str,
+    next_at: float,
+) -> bool:
+    """Close the attempt and move a still-pending delivery to ``state``; tell whether it moved.
+
+    A delivery settled meanwhile (a delivery report, a delete) keeps that
+    state; the payload is kept only while the delivery may still be sent.
+    """
+    stamp = format_ts(now())
+    conn.execute(
+        "UPDATE delivery_attempts SET finished_at = ?, duration_ms = ?, outcome = ?,"
+        " response_code = ?, error = ? WHERE id = ?",
+        (stamp, duration_ms, outcome, code, error, delivery.attempt_id),
+    )
+    cur = conn.execute(
+        "UPDATE deliveries SET state = ?, next_at = ?, leased_until = NULL, updated_at = ?,"
+        " last_error = ?, payload = CASE WHEN ? = 1 THEN payload END"
+        " WHERE id = ? AND state = 'pending'",
+        (state, next_at, stamp, error, state in ("pending", "held"), delivery.id),
+    )
+    return bool(cur.rowcount)
+
+
+def state_of(conn: Any, delivery_id: int, channel: str | None = None) -> str | None:
+    """Return a delivery's state (only if it is of ``channel``, when given), or ``None``."""
+    if channel is None:
+        row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT state FROM deliveries WHERE id = ? AND channel = ?", (delivery_id, channel)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def set_state(conn: Any, delivery_id: int, state: str) -> None:
+    """Set a delivery's state from outside the worker (a gateway's report); end its lease."""
+    conn.execute(
+        "UPDATE deliveries SET state = ?, leased_until = NULL, updated_at = ? WHERE id = ?",
+        (state, format_ts(now()), delivery_id),
+    )
+
+
+def next_due(conn: Any) -> float | None:
+    """Return when the earliest pending row can be claimed (unix time), if any."""
+    later = "GREATEST" if dialect_of(conn) == "postgresql" else "MAX"
+    row = conn.execute(
+        f"SELECT MIN({later}(next_at, COALESCE(leased_until, 0))) FROM deliveries"
+        " WHERE state = 'pending'"
+    ).fetchone()
+    return row[0]
+
+
+def depth(conn: Any) -> dict[str, int]:
+    """Count pending rows per channel (the queue depth operators watch)."""
+    rows = conn.execute(
+        "SELECT channel, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY channel"
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def attempts_of(conn: Any, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Return every attempt of the given deliveries, oldest first, keyed by delivery id."""
+    found: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        "SELECT delivery, n, started_at, finished_at, duration_ms, outcome, response_code,"
+        f" error FROM delivery_attempts WHERE delivery IN ({marks}) ORDER BY delivery, n, id",
+        ids,
+    ).fetchall()
+    for row in rows:
+        found[row["delivery"]].append(
+            {key: row[key] for key in row.keys() if key != "delivery"}  # noqa: SIM118
+        )
+    return found
