@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
@@ -21,6 +22,7 @@ from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
 from broadcaster.store.outbox import claim, enqueue
+from broadcaster.store.pg_conn import dialect_of
 from channels.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
 from channels.worker import Worker
 
@@ -40,6 +42,8 @@ async def test_a_failed_append_leaves_no_delivery(
         incident = await create_incident(client, editor)
 
         def explode(conn: Any, incident: Any, entry: Any) -> None:
+            if dialect_of(conn) == "postgresql":
+                raise psycopg.OperationalError("disk I/O error")
             raise sqlite3.OperationalError("disk I/O error")
 
         client.app[PUBLISHER].hooks.append(explode)

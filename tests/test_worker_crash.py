@@ -1,7 +1,8 @@
 """Kill ``broadcaster worker`` with SIGKILL in the middle of deliveries: nothing is lost.
 
 Runs the real commands as subprocesses: ``broadcaster serve`` with its worker
-off, and ``broadcaster worker`` on the same data directory. The receiver holds
+off, and ``broadcaster worker`` on the same data directory (SQLite) or the same
+database (PostgreSQL). The receiver holds
 every request open until the worker is killed, so the kill lands mid-attempt.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import TIMEOUT
+from conftest import BACKENDS, TIMEOUT
 from test_webhooks import eventually
 from webhook_receiver import Receiver
 
@@ -65,9 +66,9 @@ class Processes:
                     proc.wait()
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """An environment for the commands: fresh data, loopback port, tiny retry schedule."""
+@pytest.fixture(params=BACKENDS)
+def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
+    """An environment for the commands: a fresh store (SQLite or PostgreSQL), quick retries."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
     env.update(
@@ -79,6 +80,11 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
         BROADCASTER_RETRY_SCHEDULE="0,1,1,1,1,1,1,1",
         BROADCASTER_DELIVERY_TIMEOUT="2",
     )
+    if request.param == "postgresql":
+        env.update(
+            BROADCASTER_DATABASE_URL=request.getfixturevalue("database_url"),
+            BROADCASTER_REDIS_URL=request.getfixturevalue("redis_url"),
+        )
     processes = Processes(env, tmp_path)
     try:
         yield processes

@@ -58,12 +58,17 @@ _CLAIM = (
 )
 #: The same on PostgreSQL, which locks no row of a window query: the rows are
 #: locked by id, skipping those another claim holds, and re-checked once locked.
+#: The worker's rows in flight count against ``per_target`` here, so that the
+#: query returns (and locks) exactly the rows claimed, no more.
 _PG_CLAIM = (
-    "SELECT d.* FROM deliveries d WHERE d.id IN (SELECT id FROM (SELECT id,"
+    "SELECT d.* FROM deliveries d WHERE d.id IN (SELECT id FROM (SELECT id, target,"
     " ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id) AS rn"
-    f" FROM deliveries WHERE {_DUE.format(d='')}) AS due WHERE rn <= :per_target)"
+    f" FROM deliveries WHERE {_DUE.format(d='')}) AS due LEFT JOIN"
+    " (SELECT UNNEST(CAST(:busy_targets AS BIGINT[])) AS target,"
+    " UNNEST(CAST(:busy_counts AS INTEGER[])) AS n) AS busy USING (target)"
+    " WHERE rn + COALESCE(busy.n, 0) <= :per_target)"
     f" AND {_DUE.format(d='d.')}"
-    " ORDER BY d.next_at, d.id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    " ORDER BY d.next_at, d.id LIMIT :slots FOR UPDATE SKIP LOCKED"
 )
 
 
@@ -104,16 +109,19 @@ def claim(
     """
     moment = now()
     at, stamp = moment.timestamp(), format_ts(moment)
-    query = _PG_CLAIM if dialect_of(conn) == "postgresql" else _CLAIM
+    postgresql = dialect_of(conn) == "postgresql"
     claimed: list[Delivery] = []
     for channel, slots in free.items():
         if slots <= 0:
             continue
         limit = per_target.get(channel, 1)
-        rows = conn.execute(
-            query,
-            {"channel": channel, "at": at, "per_target": limit, "limit": slots * 2 + len(busy)},
-        ).fetchall()
+        params: dict[str, Any] = {"channel": channel, "at": at, "per_target": limit}
+        if postgresql:
+            mine = {target: n for (c, target), n in busy.items() if c == channel and n > 0}
+            params |= {"busy_targets": list(mine), "busy_counts": list(mine.values())}
+            rows = conn.execute(_PG_CLAIM, params | {"slots": slots}).fetchall()
+        else:
+            rows = conn.execute(_CLAIM, params | {"limit": slots * 2 + len(busy)}).fetchall()
         taken: Counter[int] = Counter()
         for row in rows:
             target = row["target"]
