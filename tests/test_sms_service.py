@@ -142,6 +142,35 @@ async def test_sms_entry_reaches_each_subscriber_once_and_td_stops_it(
     assert len(gateway.received) == 7
 
 
+async def test_the_fan_out_queues_subscribers_in_the_order_they_subscribed(
+    client: TestClient, editor: Any, gateway: Receiver
+) -> None:
+    """An sms entry's deliveries are numbered in subscription order, however rows are stored."""
+    incident = await create_incident(client, editor, code="SZK")
+    for n in reversed(range(5)):  # numbers (the index order) descend as ids ascend
+        await text_in(client, "订阅SZK", sender=f"+86138000001{n:02d}")
+        await next_sms(gateway)
+
+    def rewrite_first(conn: Any) -> None:  # PostgreSQL stores the new row version last
+        conn.execute(
+            "UPDATE sms_subscribers SET source = source"
+            " WHERE id = (SELECT MIN(id) FROM sms_subscribers)"
+        )
+
+    await client.app[DB].write(rewrite_first)
+    await post_entry(client, editor, incident["id"], body="请立即转移。", sms=True)
+
+    def order(conn: Any) -> tuple[list[int], list[int]]:
+        queued = conn.execute(
+            "SELECT target FROM deliveries WHERE event = 'entry.sms' ORDER BY id"
+        ).fetchall()
+        subscribed = conn.execute("SELECT id FROM sms_subscribers ORDER BY id").fetchall()
+        return [row[0] for row in queued], [row[0] for row in subscribed]
+
+    queued, subscribed = await client.app[DB].read(order)
+    assert queued == subscribed and len(queued) == 5
+
+
 async def test_unknown_codes_and_words_get_help(client: TestClient, gateway: Receiver) -> None:
     """An unknown code says so; an unknown word gets the help text."""
     await text_in(client, "订阅 NOPE")
