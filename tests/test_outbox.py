@@ -87,6 +87,18 @@ async def test_a_lease_keeps_other_workers_off_until_it_expires(client: TestClie
     assert await db.read(outcomes) == ["interrupted", "sending"]
 
 
+async def test_rows_in_flight_count_against_the_per_target_bound(client: TestClient) -> None:
+    """With one of a target's rows in flight, a bound of one claims only other targets' rows."""
+    db = client.app[DB]
+    for target, seq in ((1, 1), (1, 2), (2, 1)):
+        await db.write(lambda c, t=target, s=seq: enqueue(c, "test", t, "entry.created", "i", s))
+    busy = Counter({("test", 1): 1})
+    claimed = await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, busy, 30))
+    assert [(d.target, d.seq) for d in claimed] == [(2, 1)]
+    claimed = await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), 30))
+    assert [(d.target, d.seq) for d in claimed] == [(1, 1)]  # in order: seq 2 waits for 1
+
+
 def test_retry_delays_follow_the_schedule_with_jitter_added() -> None:
     """Each delay is the scheduled one plus at most 20 %; there is none after the last."""
     schedule = (5, 30, 120)
