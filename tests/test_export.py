@@ -29,6 +29,13 @@ def save(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
 
 
+@pytest.fixture(autouse=True)
+def configured_store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the command line at the test's store, as the service's environment would."""
+    if settings.database_url:
+        monkeypatch.setenv("BROADCASTER_DATABASE_URL", settings.database_url)
+
+
 @pytest.fixture
 async def archive(
     client: TestClient,
