@@ -162,7 +162,7 @@ class AppendMidway:
 
 
 async def test_export_reads_one_snapshot(client: TestClient, editor: dict[str, str]) -> None:
-    """An entry committed while the export reads is wholly outside it: head, entries, checkpoints."""
+    """An entry committed while export reads is wholly outside it: head, entries, checkpoints."""
     iid = (await create_incident(client, editor))["id"]
     await post_entry(client, editor, iid)
     loop = asyncio.get_running_loop()
