@@ -32,6 +32,7 @@ from .sqlite import Database
 
 log = logging.getLogger(__name__)
 CHECKPOINT_ATTEMPTS = 3
+VACUUM_LOCK_TIMEOUT = "5s"
 #: Tables whose rows may have held a redacted entry's text (beside ``search_*``).
 TEXT_TABLES = ("contents", "idempotency", "drafts", "questions", "deliveries")
 
@@ -102,8 +103,14 @@ def vacuum_text_tables(conn: Any) -> list[str]:
     }
     tables = [t for t in TEXT_TABLES if t in present]
     tables += sorted(t for t in present if t.startswith("search_"))
-    for table in tables:
-        conn.execute("VACUUM " + '"' + table.replace('"', '""') + '"')
+    # An autovacuum already working on a table holds the lock VACUUM needs; it
+    # removes the same row versions, so waiting long for it gains nothing.
+    conn.execute(f"SET lock_timeout = '{VACUUM_LOCK_TIMEOUT}'")
+    try:
+        for table in tables:
+            conn.execute("VACUUM " + '"' + table.replace('"', '""') + '"')
+    finally:
+        conn.execute("RESET lock_timeout")
     return tables
 
 
