@@ -27,8 +27,6 @@ from broadcaster.store.pg_conn import PgConnection
 APPEND_ONLY = ("entries", "checkpoints", "audit")
 #: What a refused write raises, on either backend.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
-#: What a database error raises, on either backend.
-DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
 
 
 class RawStore:

@@ -96,8 +96,8 @@ def remember(
     )
 
 
-def rewrite_entry_answers(conn: Any, incident_id: str, seq: int, body: str) -> int:
-    """Replace every stored 201 answer that served entry ``seq`` with ``body``; return how many.
+def rewrite_entry_answers(conn: Any, incident_id: str, seq: int, body: str) -> None:
+    """Replace every stored 201 answer that served entry ``seq`` with ``body``.
 
     The answers are entries as JSON; LIKE only narrows the scan (a body naming
     the incident), the decision is taken on the parsed JSON, so the same
@@ -110,19 +110,14 @@ def rewrite_entry_answers(conn: Any, incident_id: str, seq: int, body: str) -> i
         " AND body LIKE ? ESCAPE '\\'",
         (pattern,),
     ).fetchall()
-    changed = 0
     for row in rows:
         try:
             stored = json.loads(row["body"])
         except ValueError:
             continue
-        if isinstance(stored, dict) and (stored.get("incident"), stored.get("seq")) == (
-            incident_id,
-            seq,
-        ):
+        served = (stored.get("incident"), stored.get("seq")) if isinstance(stored, dict) else None
+        if served == (incident_id, seq):
             conn.execute(
                 "UPDATE idempotency SET body = ? WHERE token_id = ? AND key = ?",
                 (body, row["token_id"], row["key"]),
             )
-            changed += 1
-    return changed
