@@ -5,7 +5,7 @@ record says who (token name, department, role), when (server clock, UTC),
 from where (the peer address aiohttp saw; behind a reverse proxy that is the
 proxy unless it is configured to pass the client address), what (``action``,
 ``target``) and the details the writer recorded. The log itself is
-append-only (SQLite triggers refuse UPDATE and DELETE).
+append-only (triggers refuse UPDATE and DELETE, on SQLite and PostgreSQL).
 
 Filters: ``action`` is exact (``entry.redact``) or a prefix ending in ``*``
 (``draft.*``); ``incident`` matches the incident itself, its entries
@@ -17,7 +17,6 @@ records arriving meanwhile never shift a page.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from .api.common import json_response, query_int
 from .appkeys import DB
 from .auth import require
 from .errors import BadRequest
+from .store import audit as audit_store
 
 MAX_LIMIT = 1000
 
@@ -49,46 +49,32 @@ def audit_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _filters(request: web.Request) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
+def _filters(request: web.Request) -> dict[str, Any]:
     for name in request.query:
         if name not in ("action", "incident", "actor", "before", "limit"):
             raise BadRequest(f"unknown query parameter '{name}'", code="invalid_query", field=name)
+    filters: dict[str, Any] = {}
     if action := request.query.get("action"):
         if action.endswith("*"):
-            # substr, not LIKE: '_' in an action name would be a LIKE wildcard.
-            where.append("substr(action, 1, ?) = ?")
-            params.extend([len(action) - 1, action[:-1]])
+            filters["action_prefix"] = action[:-1]
         else:
-            where.append("action = ?")
-            params.append(action)
+            filters["action"] = action
     if incident := request.query.get("incident"):
-        where.append("(target = ? OR substr(target, 1, ?) = ? OR substr(target, 1, ?) = ?)")
-        params.extend(
-            [incident, len(incident) + 1, incident + "#", len(incident) + 1, incident + "/"]
-        )
+        filters["incident"] = incident
     if actor := request.query.get("actor"):
-        where.append("actor = ?")
-        params.append(actor)
-    before = query_int(request, "before", 0, 0, 2**62)
-    if before:
-        where.append("id < ?")
-        params.append(before)
-    return where, params
+        filters["actor"] = actor
+    if before := query_int(request, "before", 0, 0, 2**62):
+        filters["before"] = before
+    return filters
 
 
 async def list_audit(request: web.Request) -> web.Response:
     await require(request, "admin")
-    where, params = _filters(request)
+    filters = _filters(request)
     limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
-    clause = " WHERE " + " AND ".join(where) if where else ""
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            f"SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ?", (*params, limit)
-        ).fetchall()
-        return [audit_dict(row) for row in rows]
+    def job(conn: Any) -> list[dict[str, Any]]:
+        return [audit_dict(row) for row in audit_store.records(conn, **filters, limit=limit)]
 
     records = await request.app[DB].read(job)
     next_before = records[-1]["id"] if len(records) == limit else None

@@ -25,7 +25,6 @@ import hmac
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from aiohttp import web
 from .clock import format_ts, now
 from .errors import Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from .model import ROLES, Actor
+from .store import tokens as tokens_store
 from .store.contract import JobDatabase as Database
 
 log = logging.getLogger(__name__)
@@ -111,44 +111,25 @@ class Tokens:
         if role not in ROLES:
             raise Unprocessable(f"role must be one of {', '.join(ROLES)}", field="role")
         token = new_token()
-
-        def job(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO tokens (name, department, role, token_hash, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, department, role, hash_token(token), format_ts(now())),
-            )
-            return int(cur.lastrowid or 0)
-
-        return await self.db.write(job), token
+        digest, at = hash_token(token), format_ts(now())
+        token_id = await self.db.write(
+            lambda conn: tokens_store.insert(conn, name, department, role, digest, at)
+        )
+        return token_id, token
 
     async def count(self) -> int:
-        return await self.db.read(lambda c: c.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
+        return await self.db.read(tokens_store.count)
 
     async def revoke(self, token_id: int) -> bool:
-        def job(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (format_ts(now()), token_id),
-            )
-            return cur.rowcount == 1
-
-        return await self.db.write(job)
+        at = format_ts(now())
+        return await self.db.write(lambda conn: tokens_store.revoke(conn, token_id, at))
 
     async def lookup(self, token: str) -> Actor | None:
         digest = hash_token(token)
-
-        def job(conn: sqlite3.Connection) -> Actor | None:
-            row = conn.execute(
-                "SELECT id, name, department, role, token_hash FROM tokens"
-                " WHERE token_hash = ? AND revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
-            if row is None or not hmac.compare_digest(row["token_hash"], digest):
-                return None
-            return Actor(row["name"], row["department"], row["role"], row["id"])
-
-        return await self.db.read(job)
+        row = await self.db.read(lambda conn: tokens_store.active_by_hash(conn, digest))
+        if row is None or not hmac.compare_digest(row["token_hash"], digest):
+            return None
+        return Actor(row["name"], row["department"], row["role"], row["id"])
 
 
 TOKENS = web.AppKey("tokens", Tokens)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,6 +44,7 @@ from .jsonbody import read_object
 from .markdown import render
 from .model import Actor, Entry, NewEntry
 from .review import Outcome
+from .store import drafts as drafts_store
 from .store.timeline import audit_row, incident_dict
 from .timeline import AppendCheck, Head, check_kind_rules
 
@@ -57,21 +57,21 @@ STATUSES = ("pending", "approved", "rejected")
 DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECT_FIELDS = (Field("reason", "text", required=True, nullable=False, max_len=2000),)
 #: ``remember(conn, status, body, at)`` stores an idempotent answer (see ``api.entries``).
-Remember = Callable[[sqlite3.Connection, int, str, str], None]
+Remember = Callable[[Any, int, str, str], None]
 
 
 def draft_target(incident_id: str, draft_id: str) -> str:
     return f"{incident_id}/drafts/{draft_id}"
 
 
-def same_person(actor: Actor, row: sqlite3.Row) -> bool:
+def same_person(actor: Actor, row: Mapping[str, Any]) -> bool:
     """Tell whether ``actor`` wrote the draft: same token, or same name and department."""
     if actor.token_id is not None and actor.token_id == row["author_token"]:
         return True
     return (actor.name, actor.department) == (row["author_name"], row["author_department"])
 
 
-def draft_dict(row: sqlite3.Row, viewer: Actor) -> dict[str, Any]:
+def draft_dict(row: Mapping[str, Any], viewer: Actor) -> dict[str, Any]:
     """Return a draft as the API serves it to ``viewer`` (``mine``: they wrote it)."""
     entry = json.loads(row["entry"])
     review = json.loads(row["review"])
@@ -121,8 +121,8 @@ async def hold(
     entry = {name: getattr(new, name) for name in ENTRY_MEMBERS}
     review = outcome.to_dict() if outcome else {"findings": [], "acknowledgement": None}
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
-        row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    def job(conn: Any) -> dict[str, Any]:
+        row = drafts_store.incident(conn, incident_id)
         if row is None:
             raise NotFound(f"no incident {incident_id!r}", code="incident_not_found")
         incident = incident_dict(row)
@@ -130,20 +130,14 @@ async def hold(
             check(conn, incident, new)
         check_kind_rules(incident, Head(row["head_seq"], row["head_hash"]), new)
         created_at = format_ts(now())
-        conn.execute(
-            "INSERT INTO drafts (id, incident, status, created_at, author_name,"
-            " author_department, author_token, entry, review)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
-            (
-                draft_id,
-                incident_id,
-                created_at,
-                actor.name,
-                actor.department,
-                actor.token_id,
-                json.dumps(entry, ensure_ascii=False),
-                json.dumps(review, ensure_ascii=False),
-            ),
+        drafts_store.insert(
+            conn,
+            draft_id,
+            incident_id,
+            created_at,
+            (actor.name, actor.department, actor.token_id),
+            json.dumps(entry, ensure_ascii=False),
+            json.dumps(review, ensure_ascii=False),
         )
         target = draft_target(incident_id, draft_id)
         audit_row(conn, actor, "draft.create", target, {"kind": new.kind}, remote)
@@ -169,14 +163,14 @@ def _draft_id(request: web.Request) -> str:
     return draft_id
 
 
-def _draft_row(conn: sqlite3.Connection, draft_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM drafts WHERE id = ?", (draft_id,)).fetchone()
+def _draft_row(conn: Any, draft_id: str) -> Mapping[str, Any]:
+    row = drafts_store.one(conn, draft_id)
     if row is None:
         raise NotFound(f"no draft {draft_id!r}", code="draft_not_found")
     return row
 
 
-def _pending(row: sqlite3.Row) -> None:
+def _pending(row: Mapping[str, Any]) -> None:
     if row["status"] != "pending":
         raise Conflict(
             f"the draft is already {row['status']}", code="draft_not_pending", status=row["status"]
@@ -193,25 +187,17 @@ async def list_drafts(request: web.Request) -> web.Response:
             field="status",
         )
     limit = query_int(request, "limit", 100, 1, 500)
-    where: list[str] = ["1"]
-    params: list[Any] = []
-    if status != "all":
-        where.append("status = ?")
-        params.append(status)
-    if incident := request.query.get("incident"):
-        where.append("incident = ?")
-        params.append(incident)
-    if not actor.can("reviewer"):
-        # Editors see their own drafts only: someone else's text is not theirs to read yet.
-        where.append("(author_token = ? OR (author_name = ? AND author_department = ?))")
-        params.extend([actor.token_id, actor.name, actor.department])
-    order = "ASC" if status == "pending" else "DESC"  # the queue is first in, first out
+    # Editors see their own drafts only: someone else's text is not theirs to read yet.
+    author = None if actor.can("reviewer") else (actor.token_id, actor.name, actor.department)
 
-    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            f"SELECT * FROM drafts WHERE {' AND '.join(where)} ORDER BY n {order} LIMIT ?",
-            (*params, limit),
-        ).fetchall()
+    def job(conn: Any) -> list[dict[str, Any]]:
+        rows = drafts_store.listed(
+            conn,
+            status=None if status == "all" else status,
+            incident=request.query.get("incident") or None,
+            author=author,
+            limit=limit,
+        )
         return [draft_dict(row, actor) for row in rows]
 
     viewer = {**actor.public(), "role": actor.role}
@@ -247,20 +233,12 @@ async def approve(request: web.Request) -> web.Response:
     new = NewEntry(**stored, author=author, approved_by=actor.public())
     target = draft_target(row["incident"], draft_id)
 
-    def still_pending(conn: sqlite3.Connection, incident: Mapping[str, Any], _: NewEntry) -> None:
+    def still_pending(conn: Any, incident: Mapping[str, Any], _: NewEntry) -> None:
         _pending(_draft_row(conn, draft_id))
 
-    def mark_approved(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
-        conn.execute(
-            "UPDATE drafts SET status = 'approved', decided_at = ?, decided_by = ?, seq = ?"
-            " WHERE id = ?",
-            (
-                entry.record["posted_at"],
-                json.dumps(actor.public(), ensure_ascii=False),
-                entry.seq,
-                draft_id,
-            ),
-        )
+    def mark_approved(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
+        by = json.dumps(actor.public(), ensure_ascii=False)
+        drafts_store.approve(conn, draft_id, entry.record["posted_at"], by, entry.seq)
         detail = {"seq": entry.seq, "author": author}
         audit_row(conn, actor, "draft.approve", target, detail, remote)
 
@@ -285,29 +263,22 @@ async def reject(request: web.Request) -> web.Response:
     draft_id = _draft_id(request)
     remote = remote_of(request)
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Any) -> dict[str, Any]:
         row = _draft_row(conn, draft_id)
         _pending(row)
-        conn.execute(
-            "UPDATE drafts SET status = 'rejected', decided_at = ?, decided_by = ?, reason = ?"
-            " WHERE id = ?",
-            (format_ts(now()), json.dumps(actor.public(), ensure_ascii=False), reason, draft_id),
-        )
+        by = json.dumps(actor.public(), ensure_ascii=False)
+        rejected = drafts_store.reject(conn, draft_id, format_ts(now()), by, reason)
         target = draft_target(row["incident"], draft_id)
         audit_row(conn, actor, "draft.reject", target, {"reason": reason}, remote)
-        return draft_dict(_draft_row(conn, draft_id), actor)
+        return draft_dict(rejected, actor)
 
     return json_response(await request.app[DB].write(job))
 
 
-def forget_redacted(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
+def forget_redacted(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
     """Erase the draft copy of an entry's body when a redaction entry withdraws it."""
     if entry.record["kind"] == "redaction" and entry.record["redacts"]:
-        conn.execute(
-            "UPDATE drafts SET entry = json_set(entry, '$.body', ''), redacted = 1"
-            " WHERE incident = ? AND seq = ?",
-            (entry.incident, entry.record["redacts"]),
-        )
+        drafts_store.erase_body(conn, entry.incident, entry.record["redacts"])
 
 
 def setup(app: web.Application) -> None:

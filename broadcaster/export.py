@@ -1,7 +1,9 @@
 """Write an incident's whole record to one JSON file, and verify such a file offline.
 
-``broadcaster export ID [--data-dir DIR] [-o FILE]`` reads the local store
-(read-only, safe while the service runs) and writes the incident, every entry
+``broadcaster export ID [--data-dir DIR] [-o FILE]`` reads the store the
+configuration names (the SQLite file of the data directory, or PostgreSQL
+with ``BROADCASTER_DATABASE_URL``), in one read-only snapshot that is safe
+while the service runs, and writes the incident, every entry
 as served publicly (redacted ones without their text: an archive is a public
 record, and withheld text must not survive in it), every signed checkpoint
 and the public keys. ``broadcaster verify --file FILE`` checks it with no
@@ -21,9 +23,9 @@ not check (unreadable file, not an archive, unknown incident).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -31,8 +33,10 @@ from typing import Any
 
 from .clock import now_ts
 from .errors import BroadcasterError
+from .settings import Settings
 from .signing import Signer, verify_checkpoint
-from .store.timeline import incident_dict, read_entries
+from .store import database_for, database_path
+from .store.export import Record, read_record
 from .verify import Report, check_timeline, print_report
 
 FORMAT = "broadcaster-archive/1"
@@ -42,33 +46,28 @@ class CannotExport(BroadcasterError):
     """The store has no such incident, or no signing key to publish."""
 
 
-def build_archive(db_path: Path, incident_id: str, keys: dict[str, Any]) -> dict[str, Any]:
-    """Read one incident's record from the SQLite file at ``db_path`` (read-only)."""
-    if not db_path.exists():
-        raise CannotExport(f"no database at {db_path}")
-    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        conn.execute("BEGIN")  # one snapshot: entries and checkpoints agree
-        row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-        if row is None:
-            raise CannotExport(f"no incident {incident_id!r} in {db_path}")
-        entries = [entry.to_dict() for entry in read_entries(conn, incident_id)]
-        checkpoints = [
-            json.loads(record)
-            for (record,) in conn.execute(
-                "SELECT record FROM checkpoints WHERE incident = ? ORDER BY seq", (incident_id,)
-            )
-        ]
-        incident = incident_dict(row)
-    finally:
-        conn.close()
+def build_archive(settings: Settings, incident_id: str, keys: dict[str, Any]) -> dict[str, Any]:
+    """Read one incident's record from the configured store, in one snapshot."""
+    if not settings.database_url and not database_path(settings).exists():
+        raise CannotExport(f"no database at {database_path(settings)}")
+
+    async def read() -> Record | None:
+        db = database_for(settings)
+        await db.open()
+        try:
+            return await db.read(lambda conn: read_record(conn, incident_id))
+        finally:
+            await db.close()
+
+    record = asyncio.run(read())
+    if record is None:
+        raise CannotExport(f"no incident {incident_id!r} in the store")
     return {
         "format": FORMAT,
         "exported_at": now_ts(),
-        "incident": incident,
-        "entries": entries,
-        "checkpoints": checkpoints,
+        "incident": record.incident,
+        "entries": [entry.to_dict() for entry in record.entries],
+        "checkpoints": record.checkpoints,
         "keys": keys,
     }
 
@@ -143,7 +142,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not settings.signing_key and not (settings.data_dir / "signing.key").exists():
         raise CannotExport(f"no signing key in {settings.data_dir}: is it the right data dir?")
     keys = Signer.load(settings.data_dir, settings.signing_key).keys_document()
-    archive = build_archive(settings.data_dir / "broadcaster.db", args.incident, keys)
+    archive = build_archive(settings, args.incident, keys)
     text = json.dumps(archive, ensure_ascii=False, indent=1) + "\n"
     if args.output == "-":
         sys.stdout.write(text)

@@ -15,8 +15,6 @@ cumulative live in ``broadcaster.figures``.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,19 +25,7 @@ from .appkeys import DB, PUBLISHER
 from .errors import Unprocessable
 from .figures import CUMULATIVE, VOCABULARY
 from .model import NewEntry
-
-
-def figure_points(conn: sqlite3.Connection, incident: str) -> list[tuple[int, str, dict]]:
-    """Return ``(seq, posted_at, figures)`` of unredacted entries carrying figures, in order."""
-    rows = conn.execute(
-        "SELECT e.seq, json_extract(e.record, '$.posted_at'), json_extract(e.record, '$.figures')"
-        " FROM entries e WHERE e.incident = ?"
-        " AND json_extract(e.record, '$.figures') IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM redactions r WHERE r.incident = e.incident"
-        " AND r.seq = e.seq) ORDER BY e.seq",
-        (incident,),
-    ).fetchall()
-    return [(seq, posted_at, json.loads(figures)) for seq, posted_at, figures in rows]
+from .store import figures as figures_store
 
 
 def summarize(points: Iterable[tuple[int, str, Mapping[str, int]]]) -> dict[str, Any]:
@@ -56,26 +42,11 @@ def summarize(points: Iterable[tuple[int, str, Mapping[str, int]]]) -> dict[str,
     }
 
 
-def current_value(conn: sqlite3.Connection, incident: str, key: str) -> tuple[int, int] | None:
-    """Return ``(value, seq)`` of the latest unredacted entry carrying ``key``, or None."""
-    path = f'$.figures."{key}"'
-    row = conn.execute(
-        "SELECT json_extract(e.record, ?), e.seq FROM entries e WHERE e.incident = ?"
-        " AND json_extract(e.record, ?) IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM redactions r WHERE r.incident = e.incident"
-        " AND r.seq = e.seq) ORDER BY e.seq DESC LIMIT 1",
-        (path, incident, path),
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else None
-
-
-def refuse_quiet_decrease(
-    conn: sqlite3.Connection, incident: Mapping[str, Any], new: NewEntry
-) -> None:
+def refuse_quiet_decrease(conn: Any, incident: Mapping[str, Any], new: NewEntry) -> None:
     """Refuse (422 ``figure_decrease``) a lower cumulative figure outside a correction."""
     for key in sorted(CUMULATIVE & set(new.figures or {})):
         value = (new.figures or {})[key]
-        found = current_value(conn, incident["id"], key)
+        found = figures_store.current(conn, incident["id"], key)
         if found is None or value >= found[0]:
             continue
         if new.kind == "correction" and new.body.strip():
@@ -92,7 +63,7 @@ def refuse_quiet_decrease(
 
 async def get_figures(request: web.Request) -> web.Response:
     incident = await incident_or_404(request)
-    points = await request.app[DB].read(lambda c: figure_points(c, incident["id"]))
+    points = await request.app[DB].read(lambda c: figures_store.points(c, incident["id"]))
     return json_response(
         {"incident": incident["id"], **summarize(points), "cumulative": sorted(CUMULATIVE)}
     )

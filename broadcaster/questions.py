@@ -21,11 +21,10 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import sqlite3
 import statistics
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +40,7 @@ from .jsonbody import read_object
 from .model import Entry, NewEntry
 from .ratelimit import shared_bucket
 from .review import outcome_of, review_hooks, review_text
+from .store import questions as questions_store
 from .store.timeline import audit_row
 
 MIN_CHARS, MAX_CHARS = 4, 500
@@ -96,7 +96,7 @@ class TokenBucket:
 QUESTION_LIMITER = web.AppKey("question_limiter", TokenBucket)
 
 
-def public_question(row: sqlite3.Row, *, full: bool) -> dict[str, Any]:
+def public_question(row: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
     """Return a question as served; ``full`` adds what only editors see."""
     data = {
         "id": row["id"],
@@ -114,19 +114,12 @@ def public_question(row: sqlite3.Row, *, full: bool) -> dict[str, Any]:
     return data
 
 
-def question_stats(conn: sqlite3.Connection, incident: str) -> dict[str, Any]:
+def question_stats(conn: Any, incident: str) -> dict[str, Any]:
     """Return public counts per status and the median answer time in seconds."""
-    counts = dict.fromkeys(STATUSES, 0)
-    for status, count in conn.execute(
-        "SELECT status, COUNT(*) FROM questions WHERE incident = ? GROUP BY status", (incident,)
-    ):
-        counts[status] = count
+    counts = dict.fromkeys(STATUSES, 0) | questions_store.counts(conn, incident)
     waits = [
         (parse_ts(done) - parse_ts(asked)).total_seconds()
-        for asked, done in conn.execute(
-            "SELECT asked_at, handled_at FROM questions WHERE incident = ? AND status = 'answered'",
-            (incident,),
-        )
+        for asked, done in questions_store.answer_times(conn, incident)
     ]
     median = round(statistics.median(waits), 3) if waits else None
     return {**counts, "median_answer_seconds": median}
@@ -151,19 +144,12 @@ async def ask(request: web.Request) -> web.Response:
         )
     question_id = "q" + secrets.token_hex(8)
 
-    def job(conn: sqlite3.Connection) -> None:
-        (pending,) = conn.execute(
-            "SELECT COUNT(*) FROM questions WHERE incident = ? AND status = 'pending'",
-            (incident["id"],),
-        ).fetchone()
-        if pending >= MAX_PENDING:
+    def job(conn: Any) -> None:
+        if questions_store.count_pending(conn, incident["id"]) >= MAX_PENDING:
             raise TooManyRequests(
                 "too many questions wait for an answer; try later", code="too_many_pending"
             )
-        conn.execute(
-            "INSERT INTO questions (id, incident, text, asked_at) VALUES (?, ?, ?, ?)",
-            (question_id, incident["id"], text, now_ts()),
-        )
+        questions_store.insert(conn, question_id, incident["id"], text, now_ts())
 
     await request.app[DB].write(job)
     return json_response({"id": question_id, "status": "pending"}, status=202)
@@ -180,11 +166,8 @@ async def list_questions(request: web.Request) -> web.Response:
             field="status",
         )
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
-        sql, args = "SELECT * FROM questions WHERE incident = ?", [incident["id"]]
-        if wanted:
-            sql, args = sql + " AND status = ?", [*args, wanted]
-        rows = conn.execute(sql + " ORDER BY asked_at DESC LIMIT 1000", args).fetchall()
+    def job(conn: Any) -> dict[str, Any]:
+        rows = questions_store.listed(conn, incident["id"], wanted)
         return {
             "questions": [public_question(row, full=full) for row in rows],
             "counts": question_stats(conn, incident["id"]),
@@ -193,10 +176,8 @@ async def list_questions(request: web.Request) -> web.Response:
     return json_response(await request.app[DB].read(job))
 
 
-def _pending(conn: sqlite3.Connection, incident: str, question_id: str) -> sqlite3.Row:
-    row = conn.execute(
-        "SELECT * FROM questions WHERE id = ? AND incident = ?", (question_id, incident)
-    ).fetchone()
+def _pending(conn: Any, incident: str, question_id: str) -> Mapping[str, Any]:
+    row = questions_store.one(conn, incident, question_id)
     if row is None:
         raise NotFound(f"no question {question_id!r} here", code="question_not_found")
     if row["status"] != "pending":
@@ -242,18 +223,14 @@ async def dismiss(request: web.Request) -> web.Response:
         raise Unprocessable("say why in 'reason'", code="reason_required", field="reason")
     qid = request.match_info["question"]
 
-    def job(conn: sqlite3.Connection) -> dict[str, Any]:
+    def job(conn: Any) -> dict[str, Any]:
         _pending(conn, incident["id"], qid)
-        conn.execute(
-            "UPDATE questions SET status = 'dismissed', handled_at = ?, handled_by = ?,"
-            " reason = ? WHERE id = ?",
-            (now_ts(), json.dumps(actor.public(), ensure_ascii=False), fields["reason"], qid),
-        )
+        by = json.dumps(actor.public(), ensure_ascii=False)
+        row = questions_store.dismiss(conn, qid, now_ts(), by, fields["reason"])
         audit_row(
             conn, actor, "question.dismiss", f"{incident['id']}?{qid}",
             {"reason": fields["reason"]}, remote_of(request),
         )  # fmt: skip
-        row = conn.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
         return public_question(row, full=True)
 
     return json_response(await request.app[DB].write(job))
@@ -265,33 +242,25 @@ def quote(text: str) -> str:
     return "\n".join("> " + line for line in escaped.splitlines() or [""])
 
 
-def answer_still_pending(conn: sqlite3.Connection, incident: Any, new: NewEntry) -> None:
+def answer_still_pending(conn: Any, incident: Any, new: NewEntry) -> None:
     """Refuse an answer (or an answer draft) to a question that is no longer pending."""
     if new.kind == "answer" and new.question:
         _pending(conn, incident["id"], new.question["id"])
 
 
-def mark_answered(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
+def mark_answered(conn: Any, _incident: Any, entry: Entry) -> None:
     """Mark the question answered in the transaction that appends its answer."""
     question = entry.record["question"]
     if entry.record["kind"] != "answer" or not question:
         return
-    conn.execute(
-        "UPDATE questions SET status = 'answered', handled_at = ?, handled_by = ?,"
-        " answer_seq = ? WHERE id = ?",
-        (entry.record["posted_at"], json.dumps(entry.record["author"], ensure_ascii=False),
-         entry.seq, question["id"]),
-    )  # fmt: skip
+    by = json.dumps(entry.record["author"], ensure_ascii=False)
+    questions_store.mark_answered(conn, question["id"], entry.record["posted_at"], by, entry.seq)
 
 
-def withdraw_redacted_question(conn: sqlite3.Connection, _incident: Any, entry: Entry) -> None:
+def withdraw_redacted_question(conn: Any, _incident: Any, entry: Entry) -> None:
     """When an answer is redacted, withdraw its question's text from the public list too."""
-    if entry.record["kind"] != "redaction":
-        return
-    conn.execute(
-        "UPDATE questions SET text = '' WHERE incident = ? AND answer_seq = ?",
-        (entry.incident, entry.record["redacts"]),
-    )
+    if entry.record["kind"] == "redaction":
+        questions_store.erase_answered_text(conn, entry.incident, entry.record["redacts"])
 
 
 def setup(app: web.Application) -> None:

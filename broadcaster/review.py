@@ -31,7 +31,6 @@ authenticated people and every acknowledgement is on record.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -85,9 +84,7 @@ class Outcome:
             "acknowledgement": self.acknowledgement.to_dict() if self.acknowledgement else None,
         }
 
-    def audit(
-        self, conn: sqlite3.Connection, actor: Actor, target: str, remote: str | None
-    ) -> None:
+    def audit(self, conn: Any, actor: Actor, target: str, remote: str | None) -> None:
         """Record the acknowledgement and the masking, inside the caller's transaction."""
         if self.acknowledged and self.acknowledgement:
             detail = {
@@ -198,7 +195,7 @@ def review_hooks(
     if outcome is None or not (outcome.acknowledged or outcome.masked):
         return ()
 
-    def hook(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
+    def hook(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
         outcome.audit(conn, actor, f"{entry.incident}#{entry.seq}", remote)
 
     return (hook,)

@@ -14,7 +14,7 @@ administration; ``broadcaster token revoke ID`` on the server can, since
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -25,27 +25,25 @@ from .auth import require
 from .clock import now_ts
 from .errors import Conflict, NotFound
 from .model import Actor
+from .store import tokens as tokens_store
 from .store.contract import JobDatabase as Database
 from .store.timeline import audit_row
 
-COLUMNS = "id, name, department, role, created_at, revoked_at"
 
-
-def token_dict(row: sqlite3.Row) -> dict[str, Any]:
+def token_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in ("id", "name", "department", "role", "created_at")} | {
         "revoked_at": row["revoked_at"],
         "active": row["revoked_at"] is None,
     }
 
 
-def list_tokens(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_tokens(conn: Any) -> list[dict[str, Any]]:
     """Return every token, newest first, without secrets."""
-    rows = conn.execute(f"SELECT {COLUMNS} FROM tokens ORDER BY id DESC").fetchall()
-    return [token_dict(row) for row in rows]
+    return [token_dict(row) for row in tokens_store.every(conn)]
 
 
 def revoke_token(
-    conn: sqlite3.Connection,
+    conn: Any,
     token_id: int,
     actor: Actor | None,
     remote: str | None,
@@ -53,25 +51,21 @@ def revoke_token(
     keep_last_admin: bool,
 ) -> dict[str, Any]:
     """Revoke ``token_id`` inside the caller's transaction and return it."""
-    row = conn.execute(f"SELECT {COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchone()
+    row = tokens_store.one(conn, token_id)
     if row is None:
         raise NotFound(f"no token {token_id}", code="token_not_found")
     if row["revoked_at"] is not None:
         raise Conflict(f"token {token_id} was already revoked", code="token_already_revoked")
-    if keep_last_admin and row["role"] == "admin":
-        (admins,) = conn.execute(
-            "SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND revoked_at IS NULL"
-        ).fetchone()
-        if admins <= 1:
-            raise Conflict(
-                "this is the last active admin token; create another admin first",
-                code="last_admin_token",
-            )
-    conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (now_ts(), token_id))
+    if keep_last_admin and row["role"] == "admin" and tokens_store.count_active_admins(conn) <= 1:
+        raise Conflict(
+            "this is the last active admin token; create another admin first",
+            code="last_admin_token",
+        )
+    at = now_ts()
+    tokens_store.revoke(conn, token_id, at)
     detail = {"name": row["name"], "department": row["department"], "role": row["role"]}
     audit_row(conn, actor, "token.revoke", f"token/{token_id}", detail, remote)
-    updated = conn.execute(f"SELECT {COLUMNS} FROM tokens WHERE id = ?", (token_id,)).fetchone()
-    return token_dict(updated)
+    return {**token_dict(row), "revoked_at": at, "active": False}
 
 
 async def get_tokens(request: web.Request) -> web.Response:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import bearer, create_incident, make_token
+from raw_store import raw_store
 
 from broadcaster.auth import TOKENS, hash_token
 from broadcaster.settings import Settings
@@ -74,9 +73,9 @@ async def test_reading_is_public(client: TestClient, editor: dict[str, str]) -> 
 async def test_only_the_token_hash_is_stored(client: TestClient, settings: Settings) -> None:
     """The database holds the token's SHA-256, never the token itself."""
     token = await make_token(client, "editor")
-    with sqlite3.connect(settings.data_dir / "broadcaster.db") as conn:
-        rows = conn.execute("SELECT token_hash FROM tokens").fetchall()
-        dump = "\n".join(conn.iterdump())
+    with raw_store(settings) as conn:
+        rows = conn.rows("SELECT token_hash FROM tokens")
+        dump = conn.dump()
     assert rows == [(hash_token(token),)]
     assert token not in dump
 
@@ -86,6 +85,6 @@ async def test_every_write_records_who_did_it(
 ) -> None:
     """Creating an incident writes an audit row naming the token's name and department."""
     found = await create_incident(client, editor)
-    with sqlite3.connect(settings.data_dir / "broadcaster.db") as conn:
-        rows = conn.execute("SELECT actor, department, role, action, target FROM audit").fetchall()
+    with raw_store(settings) as conn:
+        rows = conn.rows("SELECT actor, department, role, action, target FROM audit")
     assert ("值班编辑", "应急管理局", "editor", "incident.create", found["id"]) in rows

@@ -1,6 +1,6 @@
 """Hash chain and encoding: appends always verify, any changed byte is caught.
 
-The property tests use the real ``SQLiteStore`` on a temporary file: one
+The property tests use the real store (``TimelineStore`` on SQLite) on a temporary file: one
 appends sequences of entries that Hypothesis invents and checks that the
 result verifies; the other changes one byte of one stored field (an entry's
 record JSON or hash, a body, a salt, a content key, the signed checkpoint)
@@ -26,7 +26,8 @@ from broadcaster import chain
 from broadcaster.errors import Unavailable
 from broadcaster.model import Actor, NewEntry
 from broadcaster.signing import Signer
-from broadcaster.store.timeline import SQLiteStore, read_checkpoint, read_entries
+from broadcaster.store.sqlite import Database
+from broadcaster.store.timeline import TimelineStore, read_checkpoint, read_entries
 from broadcaster.verify import check_timeline
 
 ACTOR = Actor("值班编辑", "崂山区应急管理局", "editor", 1)
@@ -89,8 +90,8 @@ def new_entry(kind: str, body: str, figures: Any, sms: bool, target: int, head: 
     return NewEntry("update", body, figures=figures, sms=sms)
 
 
-async def open_store(path: Path) -> SQLiteStore:
-    store = SQLiteStore(path, SIGNER)
+async def open_store(path: Path) -> TimelineStore:
+    store = TimelineStore(Database(path), SIGNER)
     await store.open()
     await store.create_incident(dict(INCIDENT), ACTOR)
     return store

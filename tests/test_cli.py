@@ -10,8 +10,12 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from conftest import TIMEOUT
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import TIMEOUT, bearer
 from serve_process import ROOT, ServeProcess, cli
+
+from broadcaster.settings import Settings
 
 
 async def status_of(method: str, url: str, token: str, json: object = None) -> int:
@@ -59,6 +63,33 @@ async def test_token_create_prints_a_token_that_works(tmp_path: Path) -> None:
         assert await status_of("GET", server.base + "/metrics", token) == 403
     finally:
         server.stop()
+
+
+async def test_token_commands_work_on_the_configured_store(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``token create``, ``list`` and ``revoke`` act on SQLite or on BROADCASTER_DATABASE_URL."""
+    if settings.database_url:
+        monkeypatch.setenv("BROADCASTER_DATABASE_URL", settings.database_url)
+    data = str(settings.data_dir)
+    created = await asyncio.to_thread(
+        cli, "token", "create", "--name", "李四", "--department", "宣传科", "--role", "editor",
+        "--data-dir", data,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    (token,) = created.stdout.split()
+    body = {"title": "崂山区山洪", "severity": "severe"}
+    assert (await client.post("/api/incidents", json=body, headers=bearer(token))).status == 201
+    listed = await asyncio.to_thread(cli, "token", "list", "--data-dir", data)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [line for line in listed.stdout.splitlines() if "李四" in line]
+    token_id, role, *_, state = line.split("\t")
+    assert (role, state) == ("editor", "active")
+    revoked = await asyncio.to_thread(cli, "token", "revoke", token_id, "--data-dir", data)
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await client.post("/api/incidents", json=body, headers=bearer(token))).status == 401
+    again = await asyncio.to_thread(cli, "token", "revoke", token_id, "--data-dir", data)
+    assert again.returncode == 1 and "already revoked" in again.stderr
 
 
 async def test_token_create_refuses_an_unknown_role(tmp_path: Path) -> None:

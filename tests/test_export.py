@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from broadcaster.appkeys import DB, STORE
 from broadcaster.cli import main
+from broadcaster.model import Actor, NewEntry
 from broadcaster.settings import Settings
-from tests.conftest import create_incident, post_entry
+from broadcaster.store.export import read_record
+from broadcaster.store.pg_conn import dialect_of
+from tests.conftest import TIMEOUT, create_incident, post_entry
 
 
 async def run(*argv: str) -> int:
@@ -27,6 +31,13 @@ def load(path: Path) -> dict[str, Any]:
 
 def save(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
+
+
+@pytest.fixture(autouse=True)
+def configured_store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the command line at the test's store, as the service's environment would."""
+    if settings.database_url:
+        monkeypatch.setenv("BROADCASTER_DATABASE_URL", settings.database_url)
 
 
 @pytest.fixture
@@ -134,3 +145,39 @@ async def test_unusable_input_exits_2(
     assert await run("verify", "--file", str(other)) == 2
     assert await run("verify") == 2
     assert await run("export", "nope", "--data-dir", str(settings.data_dir)) == 2
+
+
+class AppendMidway:
+    """A reader connection that has the service append an entry right after reading the incident."""
+
+    def __init__(self, conn: Any, append: Callable[[], None]) -> None:
+        self.conn, self.append, self.dialect = conn, append, dialect_of(conn)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        result = self.conn.execute(sql, params)
+        if "FROM incidents" in sql and self.append is not None:
+            append, self.append = self.append, None
+            append()
+        return result
+
+
+async def test_export_reads_one_snapshot(client: TestClient, editor: dict[str, str]) -> None:
+    """An entry committed while export reads is wholly outside it: head, entries, checkpoints."""
+    iid = (await create_incident(client, editor))["id"]
+    await post_entry(client, editor, iid)
+    loop = asyncio.get_running_loop()
+    author = Actor("值班编辑", "应急管理局", "editor")
+
+    def append() -> None:  # runs on the reader thread, mid-snapshot, and waits for the commit
+        new = NewEntry("update", "水位回落。")
+        done = asyncio.run_coroutine_threadsafe(client.app[STORE].append(iid, new, author), loop)
+        done.result(TIMEOUT)
+
+    db = client.app[DB]
+    record = await db.read(lambda conn: read_record(AppendMidway(conn, append), iid))
+    assert record is not None
+    assert record.incident["head"]["seq"] == 1
+    assert [e.seq for e in record.entries] == [1]
+    assert [c["seq"] for c in record.checkpoints] == [1]
+    after = await db.read(lambda conn: read_record(conn, iid))
+    assert after is not None and [e.seq for e in after.entries] == [1, 2]

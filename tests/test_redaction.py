@@ -27,6 +27,7 @@ from broadcaster.fetch import fetch_timeline
 from broadcaster.settings import Settings
 from broadcaster.verify import check_timeline
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
+from tests.raw_store import raw_store
 
 ASCII_MARKER = "Zq7vMarker"
 CJK_MARKER = "绝密标记甲乙丙"
@@ -255,6 +256,7 @@ async def serve(settings: Settings) -> AsyncIterator[TestClient]:
         yield client
 
 
+@pytest.mark.single_backend("reads the bytes of the SQLite file; PostgreSQL has its own test")
 async def test_text_survives_neither_restart_nor_the_file(settings: Settings) -> None:
     """After a redaction the text is in no file of the data dir, and a restart serves none."""
     async with serve(settings) as client:
@@ -272,6 +274,47 @@ async def test_text_survives_neither_restart_nor_the_file(settings: Settings) ->
         after = await surfaces(client, admin, incident_id, 2, head=34)
         assert [url for url, (_, text) in after.items() if leaks(text)] == []
         await verified(client, incident_id)
+
+
+#: Every row version (line pointer) of a table with its raw bytes, dead ones included.
+ROW_VERSIONS = (
+    "SELECT encode(h.t_data, 'hex')"
+    " FROM generate_series(0, pg_relation_size(?::regclass) / 8192 - 1) AS n,"
+    " LATERAL heap_page_items(get_raw_page(?, n::integer)) AS h WHERE h.t_data IS NOT NULL"
+)
+
+
+async def test_postgresql_keeps_no_row_version_of_the_text(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL no row, live or dead, holds the text after a redaction: VACUUM ran."""
+    settings = Settings.from_env(
+        {}, data_dir=tmp_path / "data", public_url="http://example.test",
+        database_url=database_url, redis_url=redis_url,
+    )  # fmt: skip
+    async with serve(settings) as client:
+        editor = bearer(await make_token(client, "editor", "值班编辑"))
+        admin = bearer(await make_token(client, "admin", "管理员"))
+        incident_id, _ = await timeline_with_secret(client, editor)
+        keyed = {**editor, "Idempotency-Key": "secret-again"}  # a stored answer holds it too
+        body = {"body": SECRET}
+        url = f"/api/incidents/{incident_id}/entries"
+        assert (await client.post(url, json=body, headers=keyed)).status == 201
+        with raw_store(settings) as conn:
+            assert leaks(conn.dump())
+        for seq in (2, 4):
+            assert (await redact(client, admin, incident_id, seq)).status == 201
+    with raw_store(settings) as conn:
+        assert not leaks(conn.dump())
+        vacuumed = conn.rows(
+            "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"
+        )
+        assert {"contents", "idempotency", "drafts", "questions"} <= {row[0] for row in vacuumed}
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")  # the test's own superuser
+        for table in ("contents", "idempotency"):
+            versions = [bytes.fromhex(row[0]) for row in conn.rows(ROW_VERSIONS, (table, table))]
+            assert versions, table
+            assert not [v for v in versions if leaks(v.decode("utf-8", "replace"))], table
 
 
 async def test_replayed_post_answers_the_redacted_entry(

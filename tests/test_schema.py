@@ -1,12 +1,11 @@
-"""The timeline's tables refuse UPDATE and DELETE inside SQLite itself."""
+"""The timeline's tables refuse UPDATE and DELETE inside the database itself (either backend)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import create_incident, post_entry
+from raw_store import INTEGRITY_ERRORS, raw_store
 
 from broadcaster.settings import Settings
 
@@ -28,16 +27,10 @@ async def test_append_only_tables_refuse_changes(
     """UPDATE or DELETE on entries, checkpoints or the audit log aborts and changes nothing."""
     found = await create_incident(client, editor)
     await post_entry(client, editor, found["id"])
-    with sqlite3.connect(settings.data_dir / "broadcaster.db") as conn:
-        before = [
-            conn.execute(f"SELECT * FROM {t}").fetchall()
-            for t in ("entries", "checkpoints", "audit")
-        ]
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with raw_store(settings) as conn:
+        before = [conn.rows(f"SELECT * FROM {t}") for t in ("entries", "checkpoints", "audit")]
+        with pytest.raises(INTEGRITY_ERRORS, match="append-only"):
             conn.execute(statement)
         conn.rollback()
-        after = [
-            conn.execute(f"SELECT * FROM {t}").fetchall()
-            for t in ("entries", "checkpoints", "audit")
-        ]
+        after = [conn.rows(f"SELECT * FROM {t}") for t in ("entries", "checkpoints", "audit")]
     assert after == before and before[0]

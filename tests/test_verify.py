@@ -1,34 +1,28 @@
-"""``broadcaster verify`` against a served timeline whose SQLite file is tampered with.
+"""``broadcaster verify`` against a served timeline whose store is tampered with.
 
 The server runs in-process on a real port; the command runs in a thread
 through ``broadcaster.cli.main``, exactly as the command line calls it.
-Tampering goes straight to the SQLite file after dropping the triggers that
-otherwise refuse it, as someone with the disk in hand would.
+Tampering goes straight to the store after switching off the triggers that
+otherwise refuse it, as someone with the disk in hand (SQLite) or the
+database's superuser (PostgreSQL) would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import create_incident, post_entry
+from raw_store import raw_store
 from serve_process import free_port
 
 from broadcaster import chain
 from broadcaster.appkeys import SIGNER
 from broadcaster.cli import main
 from broadcaster.settings import Settings
-
-TRIGGERS = (
-    "entries_no_update",
-    "entries_no_delete",
-    "checkpoints_no_update",
-    "checkpoints_no_delete",
-)
 
 
 async def verify(client: TestClient, incident: str, *extra: str) -> int:
@@ -47,16 +41,18 @@ async def timeline(client: TestClient, editor: dict[str, str]) -> str:
 
 
 def tamper(settings: Settings, *statements: str) -> None:
-    """Drop the append-only triggers and run ``statements`` on the live database file."""
-    with sqlite3.connect(settings.data_dir / "broadcaster.db") as conn:
-        for name in TRIGGERS:
-            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    """Switch off the append-only triggers and run ``statements`` on the live store."""
+    with raw_store(settings, unguarded=True) as conn:
         for statement in statements:
             conn.execute(statement)
 
 
 def content_key(seq: int) -> str:
-    return f"(SELECT json_extract(record, '$.content_hash') FROM entries WHERE seq = {seq})"
+    """Return SQL naming entry ``seq``'s content key (its record holds it), on both backends."""
+    return (
+        "(SELECT c.content_hash FROM contents c, entries e"
+        f" WHERE e.seq = {seq} AND e.record LIKE '%' || c.content_hash || '%')"
+    )
 
 
 async def test_an_intact_timeline_exits_0(
@@ -72,7 +68,7 @@ TAMPERING = {
         [f"UPDATE contents SET body = body || '。' WHERE content_hash = {content_key(2)}"],
         2,
     ),
-    "hash changed": (["UPDATE entries SET hash = 'sha256:' || hex(zeroblob(32)) WHERE seq = 2"], 2),
+    "hash changed": ([f"UPDATE entries SET hash = 'sha256:{'00' * 32}' WHERE seq = 2"], 2),
     "record field changed": (
         [
             "UPDATE entries SET record = replace(record, '\"sms\": false', '\"sms\": true')"
@@ -105,7 +101,7 @@ async def test_tampering_exits_1_naming_the_first_bad_seq(
     statements: list[str],
     first_bad: int,
 ) -> None:
-    """Each edit of the SQLite file makes verify exit 1 and name the first bad seq."""
+    """Each edit of the stored timeline makes verify exit 1 and name the first bad seq."""
     tamper(settings, *statements)
     assert await verify(client, timeline) == 1
     assert f"TAMPERED: first bad seq {first_bad}\n" in capsys.readouterr().err
@@ -151,12 +147,10 @@ def rewrite_history(settings: Settings, client: TestClient, incident: str, seq: 
     do: the result is internally consistent and signed by the genuine key.
     """
     signer = client.app[SIGNER]
-    with sqlite3.connect(settings.data_dir / "broadcaster.db") as conn:
-        for name in TRIGGERS:
-            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        rows = conn.execute(
+    with raw_store(settings, unguarded=True) as conn:
+        rows = conn.rows(
             "SELECT seq, record FROM entries WHERE incident = ? ORDER BY seq", (incident,)
-        ).fetchall()
+        )
         prev = chain.genesis_hash(incident)
         for row_seq, text in rows:
             record = json.loads(text)
@@ -174,6 +168,11 @@ def rewrite_history(settings: Settings, client: TestClient, incident: str, seq: 
                 "UPDATE entries SET record = ?, hash = ? WHERE incident = ? AND seq = ?",
                 (json.dumps(record, ensure_ascii=False), prev, incident, row_seq),
             )
+            if conn.dialect == "postgresql":  # entries there keep the content key in a column too
+                conn.execute(
+                    "UPDATE entries SET content_hash = ? WHERE incident = ? AND seq = ?",
+                    (record["content_hash"], incident, row_seq),
+                )
         head = rows[-1][0]
         checkpoint = signer.sign(incident, head, prev, "2026-11-27T00:00:00.000Z")
         conn.execute("DELETE FROM checkpoints WHERE incident = ?", (incident,))

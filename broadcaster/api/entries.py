@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from ..figures import check_figures
 from ..jsonbody import read_object
 from ..model import Actor, NewEntry
 from ..review import outcome_of, review_hooks
+from ..store import tokens as tokens_store
 from ..timeline import AppendCheck, Head
 from .common import incident_or_404, json_response, query_int, remote_of, seq_param
 
@@ -55,11 +55,10 @@ def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[Append
     """Return a check and a recorder of the answer that make a keyed POST happen at most once."""
     fingerprint = hashlib.sha256(canonical_json(payload)).hexdigest()
 
-    def check(conn: sqlite3.Connection, incident: Any, new: NewEntry) -> None:
-        row = conn.execute(
-            "SELECT fingerprint, status, body FROM idempotency WHERE token_id = ? AND key = ?",
-            (actor.token_id or 0, key),
-        ).fetchone()
+    token_id = actor.token_id or 0
+
+    def check(conn: Any, incident: Any, new: NewEntry) -> None:
+        row = tokens_store.answer(conn, token_id, key)
         if row is None:
             return
         if row["fingerprint"] != fingerprint:
@@ -69,12 +68,8 @@ def idempotency(actor: Actor, key: str, payload: dict[str, Any]) -> tuple[Append
             )
         raise Replayed(row["status"], row["body"])
 
-    def remember(conn: sqlite3.Connection, status: int, body: str, at: str) -> None:
-        conn.execute(
-            "INSERT INTO idempotency (token_id, key, fingerprint, status, body, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (actor.token_id or 0, key, fingerprint, status, body, at),
-        )
+    def remember(conn: Any, status: int, body: str, at: str) -> None:
+        tokens_store.remember(conn, token_id, key, fingerprint, status, body, at)
 
     return check, remember
 

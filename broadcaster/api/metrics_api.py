@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from ..background import background
 from ..clock import now, parse_ts
 from ..model import Entry
 from ..questions import question_stats
+from ..store import timeliness as timeliness_store
 from ..store.timeline import incident_dict
 from ..timeliness import timeliness
 from .common import incident_or_404, json_response
@@ -35,33 +35,18 @@ log = logging.getLogger(__name__)
 GAUGE_PERIOD = 15.0
 
 
-def record_interval_change(
-    conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry
-) -> None:
+def record_interval_change(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
     """Remember the interval an entry replaces (``incident`` is the state before it)."""
     if entry.record.get("update_interval_minutes") is not None:
-        conn.execute(
-            "INSERT OR IGNORE INTO interval_changes (incident, seq, before) VALUES (?, ?, ?)",
-            (entry.incident, entry.seq, incident["update_interval_minutes"]),
-        )
+        before = incident["update_interval_minutes"]
+        timeliness_store.record_interval_change(conn, entry.incident, entry.seq, before)
 
 
-def timeline_facts(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any]:
+def timeline_facts(conn: Any, incident_id: str) -> dict[str, Any]:
     """Read what timeliness needs: slim records in seq order and the first interval."""
-    rows = conn.execute(
-        "SELECT seq, kind, json_extract(record, '$.posted_at') AS posted_at,"
-        " json_extract(record, '$.status') AS status,"
-        " json_extract(record, '$.update_interval_minutes') AS update_interval_minutes"
-        " FROM entries WHERE incident = ? ORDER BY seq",
-        (incident_id,),
-    ).fetchall()
-    first = conn.execute(
-        "SELECT before FROM interval_changes WHERE incident = ? ORDER BY seq LIMIT 1",
-        (incident_id,),
-    ).fetchone()
     return {
-        "entries": [dict(row) for row in rows],
-        "initial": first[0] if first else None,
+        "entries": timeliness_store.slim_entries(conn, incident_id),
+        "initial": timeliness_store.first_interval(conn, incident_id),
         "questions": question_stats(conn, incident_id),
     }
 
@@ -85,12 +70,10 @@ async def get_metrics(request: web.Request) -> web.Response:
     return json_response(incident_metrics(incident, facts))
 
 
-def count_overdue(conn: sqlite3.Connection) -> int:
+def count_overdue(conn: Any) -> int:
     """Count active incidents whose promised update is past due now."""
     moment = now()
-    rows = conn.execute(
-        "SELECT * FROM incidents WHERE status = 'active' AND update_interval_minutes IS NOT NULL"
-    ).fetchall()
+    rows = timeliness_store.promising_incidents(conn)
     dues = (incident_dict(row)["next_update_due"] for row in rows)
     return sum(1 for due in dues if due and parse_ts(due) < moment)
 

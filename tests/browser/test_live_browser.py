@@ -10,7 +10,8 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from broadcaster.model import Actor, NewEntry
 from broadcaster.signing import Signer
-from broadcaster.store.timeline import SQLiteStore
+from broadcaster.store import database_for
+from broadcaster.store.timeline import TimelineStore
 from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -86,9 +87,7 @@ async def test_reconnects_after_restart(server: LiveServer, browser: Browser) ->
     await expect(page.locator("#e2")).to_be_visible()
     await server.stop()
     await expect(page.locator("#live-state")).to_contain_text("连接中断，正在重连（内容截至")
-    store = SQLiteStore(
-        server.settings.data_dir / "broadcaster.db", Signer.load(server.settings.data_dir)
-    )
+    store = TimelineStore(database_for(server.settings), Signer.load(server.settings.data_dir))
     await store.open()
     editor = Actor("值班编辑", "崂山区应急管理局", "editor")
     for text in ("停机期间的通报一", "停机期间的通报二"):
