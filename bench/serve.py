@@ -11,9 +11,12 @@ Variants of how a live frame reaches a WebSocket client:
 With ``BENCH_PAUSES=FILE`` in the environment, the server also records its
 pauses and writes them to ``FILE`` as JSON when it stops: every garbage
 collection (wall-clock start, seconds, generation) from ``gc.callbacks``, and
-every event-loop stall over ``STALL`` seconds (wall-clock start, seconds),
-seen by a task that asks to wake every ``TICK`` seconds and notes how late it
-woke. bench/fanout.py keeps those inside its measured window.
+every event-loop stall over ``STALL`` seconds (wall-clock start, seconds,
+and the CPU seconds the loop's thread used meanwhile), seen by a task that
+asks to wake every ``TICK`` seconds and notes how late it woke. A stall whose
+CPU time is far below its length was the thread waiting (for a core shared
+with the clients, or for the GIL), not working. bench/fanout.py keeps those
+inside its measured window.
 
 Usage: ``python bench/serve.py VARIANT serve-arguments...``
 """
@@ -79,7 +82,7 @@ class Pauses:
     def __init__(self, path: str) -> None:
         self.path = path
         self.gc: list[tuple[float, float, int]] = []
-        self.stalls: list[tuple[float, float]] = []
+        self.stalls: list[tuple[float, float, float]] = []
         self._gc_start = 0.0
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
@@ -93,11 +96,11 @@ class Pauses:
         async def loop() -> None:
             clock = asyncio.get_running_loop()
             while True:
-                before = clock.time()
+                before, cpu = clock.time(), time.thread_time()
                 await asyncio.sleep(TICK)
                 late = clock.time() - before - TICK
                 if late > STALL:
-                    self.stalls.append((time.time() - late, late))
+                    self.stalls.append((time.time() - late, late, time.thread_time() - cpu))
 
         task = asyncio.ensure_future(loop())
         yield
