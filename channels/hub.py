@@ -65,6 +65,9 @@ RELISTEN_DELAYS = (0.1, 0.5, 1, 2, 5)
 GOING_AWAY_WAIT = 5.0
 #: Seconds the app waits at start for the bus listener before serving anyway.
 LISTEN_WAIT = 5.0
+#: Subscriptions a message is handed to before the loop may run other work
+#: (about 7 ms of socket writes).
+SLICE = 1000
 
 
 class Message:
@@ -381,15 +384,27 @@ class Hub:
             if not subs:
                 del self.subscriptions[subscription.incident]
 
-    def dispatch(self, message: Message) -> None:
-        """Hand ``message`` to every local subscription of its incident, never waiting."""
+    async def dispatch(self, message: Message) -> None:
+        """Hand ``message`` to every local subscription of its incident, never waiting for one.
+
+        The viewers are served in slices of ``SLICE``, and the loop runs other
+        work between two slices: at 10,000 viewers one message is 70 ms of
+        socket writes, which would otherwise hold up every other request. The
+        caller awaits the whole fan-out before the next message, so each
+        subscription still gets messages in order; one that subscribes
+        meanwhile is not in the copy and reads the message from the store.
+        """
         self.messages += 1
         subs = self.subscriptions.get(message.incident)
         if not subs:
             return
         # A copy: a slow client dropped during the loop leaves the set.
-        for subscription in tuple(subs):
-            subscription.deliver(message)
+        found = tuple(subs)
+        for start in range(0, len(found), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for subscription in found[start : start + SLICE]:
+                subscription.deliver(message)
         if message.published:
             self.metrics.fanout_latency.observe(max(0.0, time.time() - message.published))
 
@@ -424,7 +439,7 @@ class Hub:
                             continue
                         message = Message.from_bus(topic, text)
                         if message is not None:
-                            self.dispatch(message)
+                            await self.dispatch(message)
             except asyncio.CancelledError:
                 raise
             except Exception:

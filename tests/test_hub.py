@@ -80,7 +80,7 @@ async def test_full_queue_drops_only_that_client(client, editor):
     await slow.pump(slow.send)
     await quick.pump(quick.send)
     for seq in range(1, limit + 2):
-        hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
+        await hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
         await quick.pump(quick.send)  # a client that keeps up
     assert quick.sent == list(range(1, limit + 2))
     assert slow.closed and slow.dropped
