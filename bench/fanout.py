@@ -159,6 +159,14 @@ class Broadcaster(Target):
             "stalls_over_50ms": sum(1 for d, _ in stalls if d > 0.05),
             # the loop's own work: the most CPU its thread spent inside one stall
             "stall_cpu_max_ms": round(max((c for _, c in stalls), default=0) * 1000, 1),
+            # from start to the end of the window: the connection burst included
+            "gc_full_ever_max_ms": round(
+                max(
+                    (d for t, d, g in self.recorded.get("gc", []) if g == 2 and t <= end), default=0
+                )
+                * 1000,
+                1,
+            ),
         }
 
     async def start(self, session: aiohttp.ClientSession) -> None:
@@ -492,7 +500,13 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "stalls_over_50ms",
         ):
             merged[key] = sum(row[key] for row in rows)
-        elif key in ("gap_max_ms", "stall_max_ms", "stall_cpu_max_ms", "gc_max_ms"):
+        elif key in (
+            "gap_max_ms",
+            "stall_max_ms",
+            "stall_cpu_max_ms",
+            "gc_max_ms",
+            "gc_full_ever_max_ms",
+        ):
             merged[key] = max(row[key] for row in rows)
         elif isinstance(value, int) and key != "subscribers":
             merged[key] = statistics.median_low(row[key] for row in rows)
