@@ -4,13 +4,17 @@ One task per node listens on the bus (``bus.listen()``) and hands each
 message to the local subscriptions of its incident. The publisher serialised
 the frame once; the hub reads its ``seq`` once per message and every
 subscription gets the same object, whose transport encodings (a WebSocket
-frame, an SSE event) are also built once and shared.
+frame, an SSE event as an HTTP chunk) are also built once and shared. Live
+viewers of either transport (``DirectSubscription``) get those bytes written
+to their socket by the hub itself, with no coroutine woken per viewer; the
+hub serves them in slices, so one message to 10,000 viewers does not hold
+the event loop for its whole fan-out.
 
 There's no backpressure. The hub never awaits a client: it calls
 ``Subscription.deliver``, which either hands the frame to the socket at once or
 appends it to a queue bounded by ``settings.client_queue``. A client that falls
 ``client_queue`` frames behind is cut off (WebSocket close code 4008, SSE
-stream ended) and counted in ``broadcaster_slow_clients_closed``; the
+stream ended with a ``: too slow`` comment) and counted in ``broadcaster_slow_clients_closed``; the
 publisher and the other clients never wait for it. The timeline is the source
 of truth, so the client loses nothing: it reconnects with ``after=`` (or
 ``Last-Event-ID``) and catches up from the store. The trade-off is that a

@@ -16,6 +16,9 @@ instead of 19.1 KB per idle connection (BENCHMARKS.md). aiohttp's
 parses what clients send; its own writes are whole frames too, so the two
 never interleave within a frame.
 
+The mechanics (the byte accounting of the slow-client rule, the catch-up
+task made only for a gap) are shared with SSE in ``channels.hub.DirectSubscription``.
+
 Pings come from one task that walks every socket once per ``HEARTBEAT``
 seconds, spread over the interval, and writes the same two-byte frame, rather
 than from a timer per connection (aiohttp's ``heartbeat=``): at 10,000 viewers
