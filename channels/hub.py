@@ -368,6 +368,11 @@ class Hub:
         self.client_queue = client_queue
         self.subscriptions: dict[str, set[Subscription]] = {}
         self.messages = 0
+        #: The highest seq handed to this node's subscriptions, by incident:
+        #: each of them gets every seq up to it by itself (filling any gap
+        #: from the store), so a viewer behind it is merely slow, not missing
+        #: a message the bus lost.
+        self.latest: dict[str, int] = {}
         self.ready = asyncio.Event()
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -387,6 +392,7 @@ class Hub:
             subs.discard(subscription)
             if not subs:
                 del self.subscriptions[subscription.incident]
+                self.latest.pop(subscription.incident, None)
 
     async def dispatch(self, message: Message) -> None:
         """Hand ``message`` to every local subscription of its incident, never waiting for one.
@@ -402,6 +408,8 @@ class Hub:
         subs = self.subscriptions.get(message.incident)
         if not subs:
             return
+        if message.seq > self.latest.get(message.incident, 0):
+            self.latest[message.incident] = message.seq
         # A copy: a slow client dropped during the loop leaves the set.
         found = tuple(subs)
         for start in range(0, len(found), SLICE):

@@ -90,6 +90,18 @@ async def test_full_queue_drops_only_that_client(client, editor):
     assert registry.get_sample_value("broadcaster_slow_clients_closed_total") == 1
 
 
+async def test_hub_remembers_the_highest_seq_it_handed_out(client, editor):
+    """``latest`` holds the highest seq dispatched per followed incident, and forgets it after."""
+    incident = await create_incident(client, editor)
+    hub = client.app[HUB]
+    subscription = hub.subscribe(recorder(client, incident["id"]))
+    for seq in (2, 1):
+        await hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
+    assert hub.latest[incident["id"]] == 2
+    subscription.close()
+    assert incident["id"] not in hub.latest
+
+
 async def test_reordered_bus_messages_reach_a_live_client_once_in_order(settings):
     """Messages the bus delivers out of order or twice reach a live client as 1, 2, 3."""
     async with (
