@@ -8,7 +8,7 @@ browser repeats the original URL). The stream opens with a ``retry:`` hint
 spread over a few seconds, so that clients cut off together do not all come
 back in the same instant.
 
-Live events take the WebSocket's path (``channels.hub.DirectSubscription``):
+Live events take the WebSocket's path (``channels.direct``):
 each entry is encoded once as a complete HTTP chunk (chunk size, event,
 CRLF; the bare event on an HTTP/1.0 stream, which is not chunked) and the
 hub writes those same bytes to every stream's socket with
@@ -46,7 +46,8 @@ from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 from broadcaster.errors import BadRequest
 
-from .hub import CLOSE_GRACE, HUB, DirectSubscription, Hub, Message, every_started
+from .direct import DirectSubscription, every_started
+from .hub import CLOSE_GRACE, HUB, Hub, Message
 
 HEARTBEAT = web.AppKey("sse_heartbeat", float)
 DEFAULT_HEARTBEAT = 15.0

@@ -17,7 +17,7 @@ parses what clients send; its own writes are whole frames too, so the two
 never interleave within a frame.
 
 The mechanics (the byte accounting of the slow-client rule, the catch-up
-task made only for a gap) are shared with SSE in ``channels.hub.DirectSubscription``.
+task made only for a gap) are shared with SSE in ``channels.direct``.
 
 Pings come from one task that walks every socket once per ``HEARTBEAT``
 seconds, spread over the interval, and writes the same two-byte frame, rather
@@ -53,7 +53,8 @@ from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 
-from .hub import CLOSE_GRACE, HUB, DirectSubscription, Hub, Message, every_started
+from .direct import DirectSubscription, every_started
+from .hub import CLOSE_GRACE, HUB, Hub, Message
 
 #: Seconds between protocol pings; a client that has not answered one ping
 #: (or sent anything) by the next is aborted, so dead connections are reaped.
