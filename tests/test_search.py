@@ -13,6 +13,7 @@ from broadcaster.api.ops import merged_openapi
 from broadcaster.appkeys import DB
 from broadcaster.search import PURGER, rebuild
 from broadcaster.search_query import run_search
+from broadcaster.store.pg_conn import dialect_of
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
 FLOOD = "沙子口街道突发山洪，已转移群众3400人。"
@@ -116,6 +117,13 @@ async def test_redacted_text_is_never_found(
 
     def leftovers(conn: sqlite3.Connection) -> list[str]:
         """Return the index tables whose raw pages still hold a character only the marker has."""
+        if dialect_of(conn) == "postgresql":
+            found = conn.execute(
+                "SELECT count(*) FROM search_rows WHERE doc LIKE '%某%' OR text LIKE '%某%'"
+                " OR grams @> ARRAY[CAST(? AS integer)]",
+                (ord("某"),),
+            ).fetchone()[0]
+            return ["search_rows"] if found else []
         return [
             table
             for table in ("search_text_data", "search_pairs_data", "search_text_content")
@@ -164,6 +172,10 @@ async def test_rebuild_indexes_entries_written_before_the_index(
     await typhoon(client, editor)
 
     def wipe(conn: sqlite3.Connection) -> None:
+        if dialect_of(conn) == "postgresql":
+            conn.execute("DELETE FROM search_rows")
+            conn.execute("DELETE FROM search_state")
+            return
         for table in ("search_rows", "search_text", "search_state"):
             conn.execute(f"DELETE FROM {table}")
         conn.execute("INSERT INTO search_pairs (search_pairs) VALUES ('delete-all')")

@@ -1,0 +1,140 @@
+"""Search on PostgreSQL: pg_trgm for terms of 3+ characters, character pairs for shorter ones.
+
+One table, ``search_rows``, one row per indexed entry (migration ``0002_search``):
+
+- ``doc`` is the incident's title and the entry's visible text, lower-cased
+  (in Python, as the query terms are) and joined by a newline, which no term
+  contains. A term with a run of 3 or more letters/digits is ``doc LIKE
+  '%term%'``, answered by a GIN ``gin_trgm_ops`` index (pg_trgm takes CJK
+  characters as word characters under a UTF-8 locale such as ``C.UTF-8``;
+  ``show_trgm('崂山区沙子口')`` gives its seven trigrams).
+- ``grams`` holds every character of ``doc`` and every adjacent pair (no white
+  space), as integers: a character is its code point, a pair is folded into
+  the range above all code points. pg_trgm cannot answer a term of 1 or 2
+  characters (``山洪``, ``雨``) from its index, so such a term is ``grams @>
+  ARRAY[gram]`` on a GIN index, then re-checked as a substring (``strpos``),
+  since two pairs can fold to the same integer. Integers keep the column to
+  about 4 bytes a character.
+
+All terms must match (AND). The ``WINDOW`` most recent matches (by row id,
+which grows in commit order since writes are serialised site-wide) are ranked
+by BM25's term-frequency part, a title occurrence weighing half a text one, as
+SQLite's ``bm25(…, 0.5, 1.0)`` does; every ranked row contains every term, so
+the IDF factor would not reorder them and is left out. The planner chooses
+between walking the id index backwards (common terms: it stops after
+``WINDOW`` matches) and the GIN indexes (rare terms).
+
+A redaction deletes the row in its own transaction. There is nothing to
+merge: PostgreSQL's deleted tuples and their index entries are reclaimed by
+(auto)vacuum.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .pg_conn import translate
+from .search import WINDOW, Hit
+
+_RUN = re.compile(r"[^\W_]+")
+_PAIR_BASE = 0x110000  # above every code point
+_PAIR_RANGE = 2**31 - 1 - _PAIR_BASE
+
+
+def document(title: str, text: str) -> str:
+    """Return what terms are matched against: title and text, lower case, one line each."""
+    return " ".join(title.split()).lower() + "\n" + text.lower()
+
+
+def _pair(a: str, b: str) -> int:
+    return _PAIR_BASE + (ord(a) * _PAIR_BASE + ord(b)) % _PAIR_RANGE
+
+
+def grams(doc: str) -> list[int]:
+    """Return the integer grams of ``doc``: its characters and adjacent pairs, no white space."""
+    found = {ord(c) for c in doc if not c.isspace()}
+    found.update(
+        _pair(a, b) for a, b in zip(doc, doc[1:], strict=False) if not (a.isspace() or b.isspace())
+    )
+    return sorted(found)
+
+
+def _term_gram(run: str) -> int:
+    return ord(run) if len(run) == 1 else _pair(run[0], run[1])
+
+
+def index(conn: Any, incident: str, seq: int, posted_at: str, title: str, text: str) -> None:
+    """Add one entry to ``search_rows`` (inside the caller's transaction)."""
+    doc = document(title, text)
+    conn.execute(
+        "INSERT INTO search_rows (incident, seq, posted_at, text, doc, grams)"
+        " VALUES (?, ?, ?, ?, ?, CAST(? AS integer[])) ON CONFLICT (incident, seq) DO NOTHING",
+        (incident, seq, posted_at, text, doc, grams(doc)),
+    )
+
+
+def unindex(conn: Any, incident: str, seq: int) -> None:
+    """Delete entry ``seq`` of ``incident`` from ``search_rows``."""
+    conn.execute("DELETE FROM search_rows WHERE incident = ? AND seq = ?", (incident, seq))
+
+
+def _like(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _occurrences(part: str) -> str:
+    """Return SQL counting term ``t`` in ``part`` of ``doc`` (1 the title, 2 the text)."""
+    column = f"split_part(m.doc, E'\\n', {part})"
+    return f"(octet_length({column}) - octet_length(replace({column}, t, ''))) / octet_length(t)"
+
+
+#: BM25's saturation and length normalisation (k1 = 1.2, b = 0.75) over the window.
+_SCORE = (
+    "(SELECT sum(tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * char_length(m.doc) / a.avgdl)))"
+    f" FROM (SELECT 0.5 * {_occurrences('1')} + {_occurrences('2')} AS tf"
+    " FROM unnest(CAST(:terms AS text[])) AS q(t)) f)"
+)
+
+
+def find(
+    conn: Any, terms: list[str], incident: str | None, limit: int
+) -> tuple[list[Hit], tuple[str, ...]]:
+    """Return the best ``limit`` matches of ``terms`` and the strings to highlight."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {"terms": terms, "window": WINDOW, "limit": limit}
+    short: list[int] = []
+    indexed = False
+    for n, term in enumerate(terms):
+        runs = _RUN.findall(term)
+        if any(len(run) >= 3 for run in runs):
+            conditions.append(f"doc LIKE :like{n}")
+            params[f"like{n}"] = _like(term)
+            indexed = True
+            continue
+        short.extend(_term_gram(run) for run in runs)
+        conditions.append(f"strpos(doc, :term{n}) > 0")
+        params[f"term{n}"] = term
+    if not short and not indexed:
+        return [], ()  # no letter or digit to look up, as on SQLite
+    if short:
+        conditions.append("grams @> CAST(:grams AS integer[])")
+        params["grams"] = sorted(set(short))
+    if incident:
+        conditions.append("incident = :incident")
+        params["incident"] = incident
+    sql = (
+        "WITH m AS (SELECT id, incident, seq, posted_at, text, doc FROM search_rows"
+        f" WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT :window),"
+        " a AS (SELECT greatest(avg(char_length(doc)), 1) AS avgdl FROM m)"
+        " SELECT m.incident, m.seq, m.posted_at, i.title, m.text"
+        " FROM m CROSS JOIN a JOIN incidents i ON i.id = m.incident"
+        " WHERE NOT EXISTS (SELECT 1 FROM redactions x"
+        " WHERE x.incident = m.incident AND x.seq = m.seq)"
+        f" ORDER BY {_SCORE} DESC, m.id DESC LIMIT :limit"
+    )
+    # Never a generic plan: whether to walk the id index or the GIN indexes
+    # depends on how common the terms are, which only the values tell.
+    rows = conn.raw.execute(translate(sql), params, prepare=False).fetchall()
+    hits = [Hit(r["incident"], r["seq"], r["posted_at"], r["title"], r["text"]) for r in rows]
+    return hits, tuple(terms)
