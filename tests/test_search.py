@@ -7,13 +7,15 @@ import sqlite3
 from typing import Any
 
 import jsonschema
+import pytest
 from aiohttp.test_utils import TestClient
 
 from broadcaster.api.ops import merged_openapi
 from broadcaster.appkeys import DB
 from broadcaster.search import PURGER, rebuild
 from broadcaster.search_query import run_search
-from broadcaster.store.pg_conn import dialect_of
+from broadcaster.store import search_postgres
+from broadcaster.store.pg_conn import dialect_of, translate
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
 FLOOD = "沙子口街道突发山洪，已转移群众3400人。"
@@ -244,3 +246,41 @@ async def test_accountability_endpoints_are_documented_truly(
     listed = await client.get(f"/api/incidents/{iid}/questions", headers=editor)
     conforms(await listed.json(), "QuestionList")
     conforms(await (await client.get("/api/search", params={"q": "山洪"})).json(), "SearchResults")
+
+
+async def test_wildcards_and_quotes_are_literal(client: TestClient, editor: dict[str, str]) -> None:
+    """LIKE's and FTS5's special characters in a term match only themselves."""
+    incident = await create_incident(client, editor, title="测试")
+    for body in ("通道A_B1开放", "通道AXB1开放", "完成100%", "完成1000户", '标注"急"字'):
+        await post_entry(client, editor, incident["id"], body=body)
+    assert [r["seq"] for r in await search(client, "a_b1")] == [1]
+    assert [r["seq"] for r in await search(client, "100%")] == [3]
+    assert [r["seq"] for r in await search(client, '"急"字')] == [5]
+
+
+async def test_postgresql_indexes_answer_both_kinds_of_term(
+    client: TestClient, editor: dict[str, str], backend: str
+) -> None:
+    """pg_trgm takes CJK characters as word characters; short and long terms have an index."""
+    if backend != "postgresql":
+        pytest.skip("about PostgreSQL's indexes")
+    await typhoon(client, editor)
+
+    def plans(conn: Any) -> tuple[int, list[str]]:
+        trigrams = conn.execute("SELECT cardinality(show_trgm('崂山区沙子口'))").fetchone()[0]
+        found = []
+        with conn.raw.transaction():  # the tiny table would otherwise be read whole
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute("SET LOCAL enable_indexscan = off")
+            for terms in (["山洪"], ["转移群众"], ["洪", "flood", "沙子口"]):
+                sql, params = search_postgres.statement(terms, None, 20)
+                plan = conn.raw.execute("EXPLAIN " + translate(sql), params).fetchall()
+                found.append("\n".join(row[0] for row in plan))
+        return trigrams, found
+
+    trigrams, (short, long, mixed) = await client.app[DB].read(plans)
+    assert trigrams == 7  # two padded ones at the ends, four inside
+    assert "search_rows_grams" in short and "search_rows_trgm" not in short
+    assert "search_rows_trgm" in long and "search_rows_grams" not in long
+    assert "Seq Scan on search_rows" not in mixed
+    assert "search_rows_trgm" in mixed or "search_rows_grams" in mixed

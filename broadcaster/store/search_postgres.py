@@ -83,56 +83,78 @@ def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _occurrences(part: str) -> str:
-    """Return SQL counting term ``t`` in ``part`` of ``doc`` (1 the title, 2 the text)."""
-    column = f"split_part(m.doc, E'\\n', {part})"
-    return f"(octet_length({column}) - octet_length(replace({column}, t, ''))) / octet_length(t)"
+def _occurrences(text: str, term: str) -> str:
+    """Return SQL counting the occurrences of ``term`` in ``text`` (both SQL expressions)."""
+    removed = f"octet_length(replace({text}, {term}, ''))"
+    return f"(octet_length({text}) - {removed}) / octet_length({term})"
 
 
-#: BM25's saturation and length normalisation (k1 = 1.2, b = 0.75) over the window.
-_SCORE = (
-    "(SELECT sum(tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * char_length(m.doc) / a.avgdl)))"
-    f" FROM (SELECT 0.5 * {_occurrences('1')} + {_occurrences('2')} AS tf"
-    " FROM unnest(CAST(:terms AS text[])) AS q(t)) f)"
-)
+def _term_frequency(n: int) -> str:
+    """Return SQL for term ``n``'s frequency in row ``m``, a title occurrence counting half.
+
+    The title is the first line of ``doc``; no term holds a newline, so none spans both.
+    """
+    term = f":term{n}"
+    whole = _occurrences("m.doc", term)
+    title = _occurrences("split_part(m.doc, chr(10), 1)", term)
+    return f"CAST({whole} AS float8) - 0.5 * {title} AS tf{n}"
 
 
-def find(
-    conn: Any, terms: list[str], incident: str | None, limit: int
-) -> tuple[list[Hit], tuple[str, ...]]:
-    """Return the best ``limit`` matches of ``terms`` and the strings to highlight."""
+def _score(count: int) -> str:
+    """Return the SQL BM25 score of row ``s`` for ``count`` terms (k1 = 1.2, b = 0.75)."""
+    norm = "1.2 * (0.25 + 0.75 * s.dl / a.avgdl)"
+    return " + ".join(f"s.tf{n} * 2.2 / (s.tf{n} + {norm})" for n in range(count))
+
+
+def statement(
+    terms: list[str], incident: str | None, limit: int
+) -> tuple[str, dict[str, Any]] | None:
+    """Return the query for ``terms`` and its parameters; None if no term has a letter or digit."""
     conditions: list[str] = []
-    params: dict[str, Any] = {"terms": terms, "window": WINDOW, "limit": limit}
+    params: dict[str, Any] = {"window": WINDOW, "limit": limit}
     short: list[int] = []
     indexed = False
     for n, term in enumerate(terms):
         runs = _RUN.findall(term)
-        if any(len(run) >= 3 for run in runs):
-            conditions.append(f"doc LIKE :like{n}")
-            params[f"like{n}"] = _like(term)
-            indexed = True
-            continue
-        short.extend(_term_gram(run) for run in runs)
-        conditions.append(f"strpos(doc, :term{n}) > 0")
+        conditions.append(f"doc LIKE :like{n}")
+        params[f"like{n}"] = _like(term)
         params[f"term{n}"] = term
+        if any(len(run) >= 3 for run in runs):
+            indexed = True
+        else:
+            short.extend(_term_gram(run) for run in runs)
     if not short and not indexed:
-        return [], ()  # no letter or digit to look up, as on SQLite
+        return None  # nothing to look up in an index, as on SQLite
     if short:
         conditions.append("grams @> CAST(:grams AS integer[])")
         params["grams"] = sorted(set(short))
     if incident:
         conditions.append("incident = :incident")
         params["incident"] = incident
+    counts = "".join(", " + _term_frequency(n) for n in range(len(terms)))
     sql = (
         "WITH m AS (SELECT id, incident, seq, posted_at, text, doc FROM search_rows"
         f" WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT :window),"
-        " a AS (SELECT greatest(avg(char_length(doc)), 1) AS avgdl FROM m)"
-        " SELECT m.incident, m.seq, m.posted_at, i.title, m.text"
-        " FROM m CROSS JOIN a JOIN incidents i ON i.id = m.incident"
+        f" s AS (SELECT m.id, m.incident, m.seq, m.posted_at, m.text,"
+        f" CAST(char_length(m.doc) AS float8) AS dl{counts} FROM m),"
+        " a AS (SELECT greatest(avg(dl), 1) AS avgdl FROM s)"
+        " SELECT s.incident, s.seq, s.posted_at, i.title, s.text"
+        " FROM s CROSS JOIN a JOIN incidents i ON i.id = s.incident"
         " WHERE NOT EXISTS (SELECT 1 FROM redactions x"
-        " WHERE x.incident = m.incident AND x.seq = m.seq)"
-        f" ORDER BY {_SCORE} DESC, m.id DESC LIMIT :limit"
+        " WHERE x.incident = s.incident AND x.seq = s.seq)"
+        f" ORDER BY {_score(len(terms))} DESC, s.id DESC LIMIT :limit"
     )
+    return sql, params
+
+
+def find(
+    conn: Any, terms: list[str], incident: str | None, limit: int
+) -> tuple[list[Hit], tuple[str, ...]]:
+    """Return the best ``limit`` matches of ``terms`` and the strings to highlight."""
+    built = statement(terms, incident, limit)
+    if built is None:
+        return [], ()
+    sql, params = built
     # Never a generic plan: whether to walk the id index or the GIN indexes
     # depends on how common the terms are, which only the values tell.
     rows = conn.raw.execute(translate(sql), params, prepare=False).fetchall()
