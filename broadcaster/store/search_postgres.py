@@ -4,17 +4,18 @@ One table, ``search_rows``, one row per indexed entry (migration ``0002_search``
 
 - ``doc`` is the incident's title and the entry's visible text, lower-cased
   (in Python, as the query terms are) and joined by a newline, which no term
-  contains. A term with a run of 3 or more letters/digits is ``doc LIKE
-  '%term%'``, answered by a GIN ``gin_trgm_ops`` index (pg_trgm takes CJK
-  characters as word characters under a UTF-8 locale such as ``C.UTF-8``;
-  ``show_trgm('崂山区沙子口')`` gives its seven trigrams).
+  contains. Every term is ``doc LIKE '%term%'`` (its wildcards
+  escaped), an exact substring test. For a term with a run of 3 or more
+  letters/digits, a GIN ``gin_trgm_ops`` index answers that LIKE (pg_trgm
+  takes CJK characters as word characters under a UTF-8 locale such as
+  ``C.UTF-8``: ``show_trgm('崂山区沙子口')`` gives seven trigrams).
 - ``grams`` holds every character of ``doc`` and every adjacent pair (no white
   space), as integers: a character is its code point, a pair is folded into
   the range above all code points. pg_trgm cannot answer a term of 1 or 2
-  characters (``山洪``, ``雨``) from its index, so such a term is ``grams @>
-  ARRAY[gram]`` on a GIN index, then re-checked as a substring (``strpos``),
-  since two pairs can fold to the same integer. Integers keep the column to
-  about 4 bytes a character.
+  characters (``山洪``, ``雨``) from its index, so such a term also asks
+  ``grams @> ARRAY[gram]`` of a GIN index; the LIKE drops the rare row whose
+  pair only folds to the same integer. Integers keep the column to about 4
+  bytes a character.
 
 All terms must match (AND). The ``WINDOW`` most recent matches (by row id,
 which grows in commit order since writes are serialised site-wide) are ranked
