@@ -21,7 +21,9 @@ All terms must match (AND). The ``WINDOW`` most recent matches (by row id,
 which grows in commit order since writes are serialised site-wide) are ranked
 by BM25's term-frequency part, a title occurrence weighing half a text one, as
 SQLite's ``bm25(…, 0.5, 1.0)`` does; every ranked row contains every term, so
-the IDF factor would not reorder them and is left out. The planner chooses
+the IDF factor would not reorder them and is left out, and occurrences are
+counted up to 3 in the text and 1 in the title (where BM25 has nearly
+saturated), with LIKE, which is what keeps ranking 1000 rows cheap. The planner chooses
 between walking the id index backwards (common terms: it stops after
 ``WINDOW`` matches) and the GIN indexes (rare terms).
 
@@ -80,25 +82,23 @@ def unindex(conn: Any, incident: str, seq: int) -> None:
     conn.execute("DELETE FROM search_rows WHERE incident = ? AND seq = ?", (incident, seq))
 
 
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _escaped(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _occurrences(text: str, term: str) -> str:
-    """Return SQL counting the occurrences of ``term`` in ``text`` (both SQL expressions)."""
-    removed = f"octet_length(replace({text}, {term}, ''))"
-    return f"(octet_length({text}) - {removed}) / octet_length({term})"
+def _term_frequency(n: int, term: str, params: dict[str, Any]) -> str:
+    """Return SQL for term ``n``'s frequency in row ``m``; add its patterns to ``params``.
 
-
-def _term_frequency(n: int) -> str:
-    """Return SQL for term ``n``'s frequency in row ``m``, a title occurrence counting half.
-
-    The title is the first line of ``doc``; no term holds a newline, so none spans both.
+    Counted with LIKE, far cheaper per row than ``replace``: occurrences in the
+    text (after the newline) up to 3, where BM25 has nearly saturated, plus
+    half an occurrence when the title (before it) holds the term.
     """
-    term = f":term{n}"
-    whole = _occurrences("m.doc", term)
-    title = _occurrences("split_part(m.doc, chr(10), 1)", term)
-    return f"CAST({whole} AS float8) - 0.5 * {title} AS tf{n}"
+    esc = _escaped(term)
+    patterns = [f"%{esc}%\n%"] + ["%\n%" + "%".join([esc] * k) + "%" for k in (1, 2, 3)]
+    names = [f"tf{n}_{k}" for k in range(4)]
+    params.update(zip(names, patterns, strict=True))
+    title, *text = (f"CAST(m.doc LIKE :{name} AS integer)" for name in names)
+    return f"CAST({' + '.join(text)} AS float8) + 0.5 * {title} AS tf{n}"
 
 
 def _score(count: int) -> str:
@@ -118,8 +118,7 @@ def statement(
     for n, term in enumerate(terms):
         runs = _RUN.findall(term)
         conditions.append(f"doc LIKE :like{n}")
-        params[f"like{n}"] = _like(term)
-        params[f"term{n}"] = term
+        params[f"like{n}"] = f"%{_escaped(term)}%"
         if any(len(run) >= 3 for run in runs):
             indexed = True
         else:
@@ -132,7 +131,7 @@ def statement(
     if incident:
         conditions.append("incident = :incident")
         params["incident"] = incident
-    counts = "".join(", " + _term_frequency(n) for n in range(len(terms)))
+    counts = "".join(", " + _term_frequency(n, term, params) for n, term in enumerate(terms))
     sql = (
         "WITH m AS (SELECT id, incident, seq, posted_at, text, doc FROM search_rows"
         f" WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT :window),"
