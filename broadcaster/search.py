@@ -24,7 +24,8 @@ FTS5 only marks deleted postings until segments merge, so after a redaction a
 background task merges both SQLite indexes step by step (``purge_step``, a
 bounded amount of work per write job so appends interleave) until the
 withheld text's postings are gone from the file as well; on PostgreSQL the
-row is deleted outright and there is nothing to merge.
+row is deleted outright, nothing needs merging, and the redaction's own
+clean-up VACUUMs the table.
 """
 
 from __future__ import annotations
@@ -164,8 +165,6 @@ async def _index_tasks(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    if app[DB].dialect == "postgresql":
-        return  # TEMPORARY: search on PostgreSQL is being ported on branch `search`
     purger = app[PURGER] = Purger()
 
     def hook(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:

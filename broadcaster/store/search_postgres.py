@@ -27,9 +27,10 @@ saturated), with LIKE, which is what keeps ranking 1000 rows cheap. The planner 
 between walking the id index backwards (common terms: it stops after
 ``WINDOW`` matches) and the GIN indexes (rare terms).
 
-A redaction deletes the row in its own transaction. There is nothing to
-merge: PostgreSQL's deleted tuples and their index entries are reclaimed by
-(auto)vacuum.
+A redaction deletes the row in its own transaction; after the commit
+``broadcaster.store.redaction.scrub`` VACUUMs ``search_rows`` (every
+``search_*`` table) so the dead row version goes too. There is nothing to
+merge as FTS5 must.
 """
 
 from __future__ import annotations
