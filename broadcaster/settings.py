@@ -65,6 +65,7 @@ class Settings:
     sms_max_segments: int = 3
     sms_rate: int = 50
     sms_secret: str | None = field(default=None, repr=False)
+    areas_file: Path | None = None
     worker: bool = True
     metrics_public: bool = False
     icp_filing: str = ""
@@ -137,6 +138,8 @@ class Settings:
             values["sms_rate"] = _int("SMS_RATE", raw, 1, 10_000)
         if raw := get("SMS_SECRET"):
             values["sms_secret"] = raw
+        if raw := get("AREAS_FILE"):
+            values["areas_file"] = Path(raw)
         if (raw := get("WORKER")) is not None:
             values["worker"] = _bool("WORKER", raw)
         if (raw := get("METRICS_PUBLIC")) is not None:

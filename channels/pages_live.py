@@ -16,9 +16,11 @@ from markupsafe import Markup
 
 from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.markdown import plain, render
+from broadcaster.store import areas as areas_store
 from broadcaster.store import pages as pages_data
 
 from . import i18n
+from .area_pages import area_links
 from .feed_render import html_to_text
 from .pages import PageError, context, feed_links, query_seq, render_page, site_alert
 from .pages_static import ASSETS
@@ -70,7 +72,7 @@ async def live_page(request: web.Request) -> web.Response:
     else:
         cursor = query_seq(request, "after" if asc else "before")
 
-    def job(conn: Any) -> tuple[pages_data.Slice, pages_data.Facts]:
+    def job(conn: Any) -> tuple[pages_data.Slice, pages_data.Facts, dict[str, str]]:
         piece = pages_data.timeline_slice(
             conn,
             incident_id,
@@ -80,9 +82,10 @@ async def live_page(request: web.Request) -> web.Response:
             key_only=key_only,
             limit=PAGE,
         )
-        return piece, pages_data.timeline_facts(conn, incident_id)
+        names = areas_store.names(conn, incident["areas"])
+        return piece, pages_data.timeline_facts(conn, incident_id), names
 
-    piece, facts = await request.app[DB].read(job)
+    piece, facts, area_names = await request.app[DB].read(job)
     shown = {e.seq for e in piece.entries}
     entries = [entry_view(e, ctx, facts.corrected_by, shown) for e in piece.entries]
     days = {e["day"] for e in entries}
@@ -122,6 +125,7 @@ async def live_page(request: web.Request) -> web.Response:
         "incident.html",
         ctx,
         inc=inc,
+        area_links=area_links(area_names, incident["areas"], ctx),
         entries=entries,
         figures=figures_view(facts, ctx, incident_id),
         key_events=[key_event(e, ctx, shown, path) for e in facts.key_events],

@@ -85,7 +85,6 @@ def test_unsubscribe_from_one_county(text: str, code: str) -> None:
         "SUBWAY",
         "DYSZK",
         "SUB SZK EXTRA",
-        "订阅 深圳",
         "订阅 SZK_1",
         "TD退订",
         "请帮我退订",

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..appkeys import STORE
+from ..areas import check_code
 from ..auth import require
 from ..errors import Unprocessable
 from ..fields import Field, check_object
@@ -41,11 +42,26 @@ def _code(value: str) -> str:
     return value
 
 
+MAX_AREAS = 50
+
+
+def _areas(value: list[Any]) -> list[str]:
+    if len(value) > MAX_AREAS or not all(isinstance(item, str) for item in value):
+        raise Unprocessable(
+            f"'areas' must be a list of at most {MAX_AREAS} area codes",
+            field="areas",
+            code="invalid_value",
+        )
+    codes = [check_code(item, "areas") for item in value]
+    return list(dict.fromkeys(codes))
+
+
 INCIDENT_FIELDS = (
     Field("title", "line", required=True, max_len=120),
     Field("summary", "text", max_len=20_000),
     Field("severity", "line", required=True, choices=SEVERITIES),
     Field("area", "line", max_len=200),
+    Field("areas", "list", nullable=False, check=_areas),
     Field("started_at", "time"),
     Field("update_interval_minutes", "int", low=1, high=7 * 24 * 60),
     Field("id", "line", max_len=64, check=_slug),

@@ -23,6 +23,7 @@ from ..errors import ConfigError, Conflict, NotFound, Unavailable
 from ..model import Actor, Entry, NewEntry
 from ..signing import Signer
 from ..timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+from . import areas as areas_store
 from .pg_conn import dialect_of
 from .sqlite import Database
 
@@ -96,6 +97,7 @@ def incident_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "summary": row["summary"],
         "severity": row["severity"],
         "area": row["area"],
+        "areas": json.loads(row["areas"]),
         "status": row["status"],
         "started_at": row["started_at"],
         "created_at": row["created_at"],
@@ -168,6 +170,7 @@ class TimelineStore:
                     chain.genesis_hash(incident_id),
                 ),
             )
+            areas_store.attach(conn, incident_id, fields.get("areas") or ())
             audit_row(
                 conn, actor, "incident.create", incident_id, {"title": fields["title"]}, remote
             )

@@ -12,7 +12,8 @@
 
 An entry delivery is composed when it is sent, from the store: the incident's
 title, the entry's body as plain text cut to ``BROADCASTER_SMS_MAX_SEGMENTS``,
-its permanent link and ``回TD退订``. A subscriber who left meanwhile, or an
+its permanent link and ``回TD退订`` (an area alert also names the incident's
+code to subscribe to). A subscriber who left meanwhile, or an
 entry redacted meanwhile, cancels it. A gateway "queued" answer counts as
 handed over: the delivery report says the rest. Sends are spaced to at most
 ``BROADCASTER_SMS_RATE`` per second, across all of this worker's tasks.
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from broadcaster.errors import ConfigError
 from broadcaster.settings import Settings
+from broadcaster.store import areas as areas_store
 from broadcaster.store import sms as store
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery
@@ -41,7 +43,11 @@ from .text import compose
 CHANNEL = "sms"
 ENTRY_EVENT = "entry.sms"
 REPLY_EVENT = "sms.reply"
+#: An incident's alert to an area subscriber (``channels.sms.area_alerts``).
+AREA_EVENT = "entry.sms.area"
 UNSUBSCRIBE_HINT = {"zh-CN": "回TD退订", "en": "Reply TD to stop"}
+#: Area alerts name the incident's code, for whoever wants every update.
+AREA_HINT = {"zh-CN": "回“订阅{code}”收后续 回TD退订", "en": "SUB {code} for updates, TD to stop"}
 SHORT_TITLE = 20
 _SAFE_SECRET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
 
@@ -147,7 +153,8 @@ class SmsSender:
         return Result("failed", code=code, error=sent.detail[:300])
 
     def _compose(self, conn: Any, delivery: Delivery) -> tuple[str, str] | Result:
-        number = store.number_of(conn, delivery.target)
+        area_alert = delivery.event == AREA_EVENT
+        number = (areas_store if area_alert else store).number_of(conn, delivery.target)
         if number is None:
             return Result("cancel", error="the subscriber unsubscribed")
         title = store.incident_title(conn, delivery.incident)
@@ -159,13 +166,17 @@ class SmsSender:
             return Result("cancel", error="the entry was redacted before it was sent")
         settings = self.settings
         link = f"{settings.public_url}/incidents/{delivery.incident}/entries/{delivery.seq}"
+        hint = UNSUBSCRIBE_HINT.get(settings.lang, UNSUBSCRIBE_HINT["zh-CN"])
+        if area_alert:
+            code = areas_store.incident_code(conn, delivery.incident)
+            hint = AREA_HINT.get(settings.lang, AREA_HINT["zh-CN"]).format(code=code)
         try:
             text = compose(
                 signature=settings.sms_signature,
                 title=short_title(title),
                 body_markdown=entry.body,
                 link=link,
-                unsubscribe_hint=UNSUBSCRIBE_HINT.get(settings.lang, UNSUBSCRIBE_HINT["zh-CN"]),
+                unsubscribe_hint=hint,
                 max_segments=settings.sms_max_segments,
             )
         except ValueError as exc:
