@@ -189,7 +189,7 @@ async def list_areas(request: web.Request) -> web.Response:
 
 async def get_area(request: web.Request) -> web.Response:
     """Return one area with the incidents that reach it, active first, newest first."""
-    code = request.match_info["code"]
+    code = request.match_info["code"].upper()
 
     def job(conn: Any) -> dict[str, Any] | None:
         row = store.get(conn, code)

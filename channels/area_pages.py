@@ -50,7 +50,7 @@ def area_links(names: dict[str, str], codes: list[str], ctx: Ctx) -> list[dict[s
 
 async def area_page(request: web.Request) -> web.Response:
     ctx = context(request)
-    code = request.match_info["code"]
+    code = request.match_info["code"].upper()
 
     def job(conn: Any) -> Any:
         area = store.get(conn, code)
@@ -129,7 +129,7 @@ async def areas_index(request: web.Request) -> web.Response:
 
 async def area_feed(request: web.Request) -> web.Response:
     fmt = request.match_info["fmt"]
-    code = request.match_info["code"]
+    code = request.match_info["code"].upper()
     cache = request.app[FEEDS]
     area = await request.app[DB].read(lambda conn: store.get(conn, code))
     if area is None:

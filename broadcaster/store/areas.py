@@ -244,4 +244,3 @@ def incident_code(conn: Any, incident: str) -> str | None:
     """Return an incident's SMS code (what an area alert tells residents to text)."""
     row = conn.execute("SELECT code FROM incidents WHERE id = ?", (incident,)).fetchone()
     return row[0] if row else None
-
