@@ -21,7 +21,8 @@ the SMS rate shared between them through Redis), the entry posted to the
 first. Everything shares this machine and one event loop, so the figures are
 lower bounds. Usage::
 
-    .venv/bin/python bench/area_reach.py [--subscribers 10000] [--sms-rate 1000] [--no-postgres]
+    .venv/bin/python bench/area_reach.py [--subscribers 10000] [--sms-rate 1000]
+        [--no-sqlite] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ async def run_case(
                 while True:
                     message = await lab.smsc.next_mt_message(2)
                     receivers[message.receiver] += 1
+            attempts = await client.app[DB].read(attempt_outcomes)
+            repeats = await client.app[DB].read(repeated)
     expected = {phone(n) for n in range(subscribers)}
     return {
         "nodes": nodes,
@@ -147,7 +150,29 @@ async def run_case(
         "duplicates": sum(n - 1 for n in receivers.values() if n > 1),
         "missed": len(expected - set(receivers)),
         "strangers": len(set(receivers) - expected),
+        "attempts": attempts,
+        "repeats": repeats,
     }
+
+
+def repeated(conn: Any) -> list[tuple[Any, ...]]:
+    """Return (delivery, attempt, started, finished, ms) of deliveries attempted twice or more."""
+    rows = conn.execute(
+        "SELECT a.delivery, a.n, a.started_at, a.finished_at, a.duration_ms"
+        " FROM delivery_attempts a WHERE a.delivery IN"
+        " (SELECT delivery FROM delivery_attempts WHERE n > 1) ORDER BY a.delivery, a.n LIMIT 12"
+    ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def attempt_outcomes(conn: Any) -> dict[str, int]:
+    """Count SMS attempts by outcome, repeats (attempt 2 and later) apart."""
+    rows = conn.execute(
+        "SELECT CASE WHEN a.n > 1 THEN 'repeat ' ELSE '' END || a.outcome, COUNT(*)"
+        " FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery"
+        " WHERE d.event LIKE 'entry.sms%' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    return {row[0]: int(row[1]) for row in rows}
 
 
 async def all_handed(client: TestClient, since: float, wait: bool = False) -> float | None:
@@ -173,7 +198,7 @@ def row(name: str, r: dict[str, Any], rate: int, subscribers: int) -> str:
         f"| {name} | {subscribers} | {rate}/s | {r['post_ms']:.0f} ms"
         f" | {r['queued_at_check']} after {r['check_ms']:.0f} ms | {r['handed_s']:.1f} s"
         f" | {r['received_s']:.1f} s | {r['per_second']:.0f} | {r['duplicates']}"
-        f" | {r['missed']} |"
+        f" | {r['missed']} | {r['attempts']} |"
     )
 
 
@@ -182,17 +207,19 @@ async def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--sms-rate", type=int, default=1000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     print(f"# area reach benchmark, {platform.node()}, Python {platform.python_version()}")
     print(f"# 1-min load before: {os.getloadavg()[0]:.1f}")
     print(
         "| case | phones | rate limit | POST (201) | queued, read after the 201 | all handed"
-        " to Kannel | all at SMSC | SMS/s | duplicates | missed |"
+        " to Kannel | all at SMSC | SMS/s | duplicates | missed | attempts |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="bench-reach-") as tmp:
-        r = await run_case(args.subscribers, args.sms_rate, {}, 1, Path(tmp) / "sqlite")
-        print(row("SQLite, 1 process", r, args.sms_rate, args.subscribers), flush=True)
+        if not args.no_sqlite:
+            r = await run_case(args.subscribers, args.sms_rate, {}, 1, Path(tmp) / "sqlite")
+            print(row("SQLite, 1 process", r, args.sms_rate, args.subscribers), flush=True)
         if args.no_postgres:
             return
         from postgres_server import running_postgres
@@ -208,6 +235,8 @@ async def main() -> None:
                 }
                 r = await run_case(args.subscribers, args.sms_rate, store, 2, Path(tmp) / "pg")
                 print(row("PostgreSQL, 2 nodes", r, args.sms_rate, args.subscribers))
+                for repeat in r["repeats"]:
+                    print("# repeated:", *repeat)
     print(f"# 1-min load after: {os.getloadavg()[0]:.1f}")
 
 
