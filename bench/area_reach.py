@@ -15,11 +15,12 @@ A severe incident tagged with 沙子口街道 gets its first entry with
   fake SMSC received every one, the rate, and the duplicates (SMS to a phone
   that already had one; must be 0) and phones missed.
 
-Cases: SQLite with one process and its worker; PostgreSQL with two nodes
-(two apps on one database and one Redis bus, each with its delivery worker,
-the SMS rate shared between them through Redis), the entry posted to the
-first. Everything shares this machine and one event loop, so the figures are
-lower bounds. Usage::
+Cases: one ``broadcaster serve`` on SQLite (its worker inside); two
+``broadcaster serve`` nodes on one PostgreSQL database and one Redis bus,
+each with its delivery worker (the SMS rate shared between them through
+Redis), the entry posted to the first. The bench reads the store directly.
+Nodes, Kannel, the fake SMSC, PostgreSQL and this client share the machine,
+so the figures are lower bounds. Usage::
 
     .venv/bin/python bench/area_reach.py [--subscribers 10000] [--sms-rate 1000]
         [--no-sqlite] [--no-postgres]
@@ -33,6 +34,8 @@ import base64
 import contextlib
 import os
 import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,107 +43,160 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bench.append import free_port  # noqa: E402
-from broadcaster.app import create_app  # noqa: E402
-from broadcaster.appkeys import DB  # noqa: E402
-from broadcaster.auth import TOKENS  # noqa: E402
 from broadcaster.settings import Settings  # noqa: E402
+from broadcaster.store import database_for  # noqa: E402
 
 AREAS = ROOT / "docs" / "examples" / "areas-laoshan.csv"
+TOKEN = re.compile(r"\b(bct_[A-Za-z0-9_-]+)")
 
 
 def phone(n: int) -> str:
     return f"+86138{n:08d}"
 
 
+class Node:
+    """One ``broadcaster serve`` process; the first of a site prints its admin token."""
+
+    def __init__(self, data: Path, port: int, env: dict[str, str]) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**env, "BROADCASTER_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    async def token(self) -> str:
+        assert self.process.stdout is not None
+        while line := await asyncio.to_thread(self.process.stdout.readline):
+            if found := TOKEN.search(line):
+                return found.group(1)
+        raise RuntimeError("the first node printed no admin token")
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(600):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(self.base + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.base} did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 async def run_case(
-    subscribers: int, rate: int, store: dict[str, Any], nodes: int, tmp: Path
+    subscribers: int, rate: int, store: dict[str, str], nodes: int, tmp: Path
 ) -> dict[str, Any]:
     from kannel_gateway import running_kannel
 
     ports = [free_port() for _ in range(nodes)]
     async with running_kannel(tmp / "kannel", mo_url=None) as lab:
         sendsms = lab.sendsms_url.replace("http://", f"http://{lab.username}:{lab.password}@")
-        clients = []
-        async with contextlib.AsyncExitStack() as stack:
-            for n, port in enumerate(ports):
-                settings = Settings.from_env(
-                    {"BROADCASTER_AREAS_FILE": str(AREAS)},
-                    data_dir=tmp / f"data{n}",
-                    public_url=f"http://127.0.0.1:{ports[0]}",
-                    sms_gateway=f"kannel+{sendsms}?from=12379",
-                    sms_rate=rate,
-                    **store,
-                )
-                server = TestServer(create_app(settings), host="127.0.0.1", port=port)
-                clients.append(await stack.enter_async_context(TestClient(server)))
-            client = clients[0]
-            _, token = await client.app[TOKENS].create("bench", "bench", "editor")
-            headers = {"Authorization": f"Bearer {token}"}
-            body = {"title": "沙子口山洪", "severity": "severe", "code": "SZK"}
-            body["areas"] = ["370212002"]
-            async with client.post("/api/incidents", json=body, headers=headers) as response:
-                assert response.status == 201, await response.text()
-                incident = (await response.json())["id"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+        env |= {
+            "BROADCASTER_AREAS_FILE": str(AREAS),
+            "BROADCASTER_PUBLIC_URL": f"http://127.0.0.1:{ports[0]}",
+            "BROADCASTER_SMS_GATEWAY": f"kannel+{sendsms}?from=12379",
+            "BROADCASTER_SMS_RATE": str(rate),
+            **store,
+        }
+        running = [Node(tmp / "node0", ports[0], env)]
+        timeout = aiohttp.ClientTimeout(total=120)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                token = await running[0].token()
+                await running[0].ready(session)
+                running += [Node(tmp / f"node{n}", ports[n], env) for n in range(1, nodes)]
+                for node in running[1:]:
+                    await node.ready(session)
+                settings = Settings.from_env(env, data_dir=tmp / "node0")
+                db = database_for(settings)
+                await db.open()
+                try:
+                    return await reach(session, running[0], token, db, lab, subscribers) | {
+                        "nodes": nodes
+                    }
+                finally:
+                    await db.close()
+        finally:
+            for node in running:
+                node.stop()
 
-            def insert(conn: Any) -> None:
-                stamp = "2026-01-01T00:00:00.000Z"
-                conn.executemany(
-                    "INSERT INTO sms_area_subscribers (area, number, min_rank, created_at)"
-                    " VALUES (?, ?, 3, ?)",
-                    [("370212", phone(n), stamp) for n in range(subscribers)]
-                    + [("370212002", phone(n), stamp) for n in range(0, subscribers, 5)],
-                )
-                conn.executemany(
-                    "INSERT INTO sms_subscribers (incident, number, created_at, source)"
-                    " VALUES (?, ?, ?, 'bench')",
-                    [(incident, phone(n), stamp) for n in range(0, subscribers, 10)],
-                )
 
-            await client.app[DB].write(insert)
-            path = f"/api/incidents/{incident}/entries"
-            started = time.perf_counter()
-            async with client.post(
-                path, json={"body": "请沿河居民立即转移到高处。", "sms": True}, headers=headers
-            ) as response:
-                assert response.status == 201
-            acknowledged = time.perf_counter()
+async def reach(
+    session: aiohttp.ClientSession,
+    node: Node,
+    token: str,
+    db: Any,
+    lab: Any,
+    subscribers: int,
+) -> dict[str, Any]:
+    """Subscribe the phones, post the first SMS entry through ``node``, follow every SMS."""
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"title": "沙子口山洪", "severity": "severe", "code": "SZK", "areas": ["370212002"]}
+    async with session.post(f"{node.base}/api/incidents", json=body, headers=headers) as answer:
+        assert answer.status == 201, await answer.text()
+        incident = (await answer.json())["id"]
 
-            def queued(conn: Any) -> int:
-                return int(
-                    conn.execute(
-                        "SELECT COUNT(*) FROM deliveries WHERE event LIKE 'entry.sms%' AND seq = 1"
-                    ).fetchone()[0]
-                )
+    def insert(conn: Any) -> None:
+        stamp = "2026-01-01T00:00:00.000Z"
+        conn.executemany(
+            "INSERT INTO sms_area_subscribers (area, number, min_rank, created_at)"
+            " VALUES (?, ?, 3, ?)",
+            [("370212", phone(n), stamp) for n in range(subscribers)]
+            + [("370212002", phone(n), stamp) for n in range(0, subscribers, 5)],
+        )
+        conn.executemany(
+            "INSERT INTO sms_subscribers (incident, number, created_at, source)"
+            " VALUES (?, ?, ?, 'bench')",
+            [(incident, phone(n), stamp) for n in range(0, subscribers, 10)],
+        )
 
-            # Read through the other node, if there is one: what every node sees.
-            count = await clients[-1].app[DB].read(queued)
-            checked = time.perf_counter()
-            receivers: Counter[str] = Counter()
-            handed = None
-            while sum(receivers.values()) < subscribers:
-                message = await lab.smsc.next_mt_message(120)
-                receivers[message.receiver] += 1
-                if handed is None and sum(receivers.values()) % 500 == 0:
-                    handed = await all_handed(client, acknowledged)
-            received = time.perf_counter() - acknowledged
-            if handed is None:
-                handed = await all_handed(client, acknowledged, wait=True)
-            # Anything sent twice would be in flight by now: every row has left "pending".
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    message = await lab.smsc.next_mt_message(2)
-                    receivers[message.receiver] += 1
-            attempts = await client.app[DB].read(attempt_outcomes)
-            repeats = await client.app[DB].read(repeated)
+    await db.write(insert)
+    path = f"{node.base}/api/incidents/{incident}/entries"
+    entry = {"body": "请沿河居民立即转移到高处。", "sms": True}
+    started = time.perf_counter()
+    async with session.post(path, json=entry, headers=headers) as answer:
+        assert answer.status == 201
+    acknowledged = time.perf_counter()
+
+    def queued(conn: Any) -> int:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE event LIKE 'entry.sms%' AND seq = 1"
+            ).fetchone()[0]
+        )
+
+    count = await db.read(queued)
+    checked = time.perf_counter()
+    receivers: Counter[str] = Counter()
+    handed = None
+    while sum(receivers.values()) < subscribers:
+        message = await lab.smsc.next_mt_message(120)
+        receivers[message.receiver] += 1
+        if handed is None and sum(receivers.values()) % 500 == 0:
+            handed = await all_handed(db, acknowledged)
+    received = time.perf_counter() - acknowledged
+    if handed is None:
+        handed = await all_handed(db, acknowledged, wait=True)
+    # Anything sent twice would be in flight by now: every row has left "pending".
+    with contextlib.suppress(TimeoutError):
+        while True:
+            message = await lab.smsc.next_mt_message(2)
+            receivers[message.receiver] += 1
     expected = {phone(n) for n in range(subscribers)}
     return {
-        "nodes": nodes,
         "post_ms": (acknowledged - started) * 1000,
         "queued_at_check": count,
         "check_ms": (checked - acknowledged) * 1000,
@@ -150,19 +206,27 @@ async def run_case(
         "duplicates": sum(n - 1 for n in receivers.values() if n > 1),
         "missed": len(expected - set(receivers)),
         "strangers": len(set(receivers) - expected),
-        "attempts": attempts,
-        "repeats": repeats,
+        "attempts": await db.read(attempt_outcomes),
+        "repeats": await db.read(repeated),
     }
 
 
-def repeated(conn: Any) -> list[tuple[Any, ...]]:
-    """Return (delivery, attempt, started, finished, ms) of deliveries attempted twice or more."""
-    rows = conn.execute(
-        "SELECT a.delivery, a.n, a.started_at, a.finished_at, a.duration_ms"
-        " FROM delivery_attempts a WHERE a.delivery IN"
-        " (SELECT delivery FROM delivery_attempts WHERE n > 1) ORDER BY a.delivery, a.n LIMIT 12"
-    ).fetchall()
-    return [tuple(row) for row in rows]
+async def all_handed(db: Any, since: float, wait: bool = False) -> float | None:
+    """Return seconds since ``since`` once no SMS is pending any more (else ``None``)."""
+
+    def pending(conn: Any) -> int:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE channel = 'sms' AND state = 'pending'"
+            ).fetchone()[0]
+        )
+
+    while True:
+        if await db.read(pending) == 0:
+            return time.perf_counter() - since
+        if not wait:
+            return None
+        await asyncio.sleep(0.05)
 
 
 def attempt_outcomes(conn: Any) -> dict[str, int]:
@@ -175,22 +239,14 @@ def attempt_outcomes(conn: Any) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-async def all_handed(client: TestClient, since: float, wait: bool = False) -> float | None:
-    """Return seconds since ``since`` once no SMS is pending any more (else ``None``)."""
-
-    def pending(conn: Any) -> int:
-        return int(
-            conn.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE channel = 'sms' AND state = 'pending'"
-            ).fetchone()[0]
-        )
-
-    while True:
-        if await client.app[DB].read(pending) == 0:
-            return time.perf_counter() - since
-        if not wait:
-            return None
-        await asyncio.sleep(0.05)
+def repeated(conn: Any) -> list[tuple[Any, ...]]:
+    """Return (delivery, attempt, started, finished, ms) of deliveries attempted twice or more."""
+    rows = conn.execute(
+        "SELECT a.delivery, a.n, a.started_at, a.finished_at, a.duration_ms"
+        " FROM delivery_attempts a WHERE a.delivery IN"
+        " (SELECT delivery FROM delivery_attempts WHERE n > 1) ORDER BY a.delivery, a.n LIMIT 12"
+    ).fetchall()
+    return [tuple(row) for row in rows]
 
 
 def row(name: str, r: dict[str, Any], rate: int, subscribers: int) -> str:
@@ -229,9 +285,9 @@ async def main() -> None:
             async with running_redis(Path(tmp) / "redis") as redis:
                 key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
                 store = {
-                    "database_url": postgres.create_database(),
-                    "redis_url": redis.url,
-                    "signing_key": key,
+                    "BROADCASTER_DATABASE_URL": postgres.create_database(),
+                    "BROADCASTER_REDIS_URL": redis.url,
+                    "BROADCASTER_SIGNING_KEY": key,
                 }
                 r = await run_case(args.subscribers, args.sms_rate, store, 2, Path(tmp) / "pg")
                 print(row("PostgreSQL, 2 nodes", r, args.sms_rate, args.subscribers))
