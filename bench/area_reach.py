@@ -23,7 +23,7 @@ Nodes, Kannel, the fake SMSC, PostgreSQL and this client share the machine,
 so the figures are lower bounds. Usage::
 
     .venv/bin/python bench/area_reach.py [--subscribers 10000] [--sms-rate 1000]
-        [--no-sqlite] [--no-postgres]
+        [--no-sqlite] [--no-postgres] [--incident-only]
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ from broadcaster.settings import Settings  # noqa: E402
 from broadcaster.store import database_for  # noqa: E402
 
 AREAS = ROOT / "docs" / "examples" / "areas-laoshan.csv"
+#: ``--incident-only``: subscribe every phone to the incident instead (no area).
+INCIDENT_ONLY = False
 TOKEN = re.compile(r"\b(bct_[A-Za-z0-9_-]+)")
 
 
@@ -151,6 +153,13 @@ async def reach(
 
     def insert(conn: Any) -> None:
         stamp = "2026-01-01T00:00:00.000Z"
+        if INCIDENT_ONLY:  # the reference: every phone follows the incident by its code
+            conn.executemany(
+                "INSERT INTO sms_subscribers (incident, number, created_at, source)"
+                " VALUES (?, ?, ?, 'bench')",
+                [(incident, phone(n), stamp) for n in range(subscribers)],
+            )
+            return
         conn.executemany(
             "INSERT INTO sms_area_subscribers (area, number, min_rank, created_at)"
             " VALUES (?, ?, 3, ?)",
@@ -264,7 +273,10 @@ async def main() -> None:
     parser.add_argument("--sms-rate", type=int, default=1000)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--incident-only", action="store_true")
     args = parser.parse_args()
+    global INCIDENT_ONLY
+    INCIDENT_ONLY = args.incident_only
     print(f"# area reach benchmark, {platform.node()}, Python {platform.python_version()}")
     print(f"# 1-min load before: {os.getloadavg()[0]:.1f}")
     print(
