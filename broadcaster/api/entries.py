@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import PUBLISHER, SIGNER, STORE
+from ..appkeys import PUBLISHER, STORE
 from ..auth import require
 from ..chain import canonical_json
 from ..drafts import Remember, approval_required, hold
@@ -165,15 +165,8 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     return json_response(checkpoint)
 
 
-async def get_keys(request: web.Request) -> web.Response:
-    return json_response(
-        request.app[SIGNER].keys_document(), headers={"Access-Control-Allow-Origin": "*"}
-    )
-
-
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/incidents/{incident}/entries", post_entry)
     app.router.add_get("/api/incidents/{incident}/entries", list_entries)
     app.router.add_get("/api/incidents/{incident}/entries/{seq}", get_entry)
     app.router.add_get("/api/incidents/{incident}/checkpoint", get_checkpoint)
-    app.router.add_get("/.well-known/broadcaster-keys.json", get_keys)
