@@ -182,6 +182,8 @@ async def _tasks(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     endpoints = endpoints_of(settings.witnesses)
     sequencer = Sequencer(app[DB], app[SIGNER], settings.origin, publish=not endpoints)
+    # The first checkpoint is signed before the node serves: /log/checkpoint never 503s on it.
+    await sequencer.sign_now()
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(background(sequencer.run(), "log-sequencer"))
         if endpoints:
