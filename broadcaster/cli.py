@@ -30,6 +30,7 @@ EXTRA_COMMANDS: tuple[str, ...] = (
     "broadcaster.cli_worker",
     "broadcaster.migrate",
     "broadcaster.log.witness_cli",
+    "broadcaster.keys_cli",
 )
 
 
@@ -175,6 +176,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             witnesses=witnesses,
             quorum=quorum,
             remembered=state.remembered(origin),
+            remembered_key=state.remembered_key(origin),
         )
     except (CouldNotCheck, OSError, ValueError) as exc:
         print(f"could not check: {exc}", file=sys.stderr)
@@ -196,8 +198,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report.fail(None, problem)
     for seq, problem in incident_problems:
         report.fail(seq, problem)
-    if found.rememberable and found.checkpoint is not None:
-        state.remember(found.checkpoint, data["log"])
+    if found.rememberable and found.checkpoint is not None and found.key_id is not None:
+        state.remember(found.checkpoint, data["log"], found.key_id)
         try:
             state.save()
         except OSError as exc:

@@ -141,6 +141,19 @@ def key_in_force(leaves: Sequence[bytes], keys: Any) -> tuple[str | None, list[s
     return current, problems
 
 
+def announced_keys(leaves: Sequence[bytes]) -> set[str]:
+    """Return every key the log names: the first key and each one announced."""
+    found: set[str] = set()
+    for data in leaves:
+        try:
+            leaf = records.parse_leaf(data)
+        except ValueError:
+            continue
+        if isinstance(leaf, records.KeyAnnouncement):
+            found.update((leaf.key_id, leaf.replaces))
+    return found
+
+
 def first_key(leaves: Sequence[bytes]) -> str | None:
     """Return the key the first announcement replaces: the site's first key."""
     for data in leaves:
@@ -161,6 +174,7 @@ def check_log(
     witnesses: Sequence[str] = (),
     quorum: int = 0,
     remembered: str | None = None,
+    remembered_key: str | None = None,
 ) -> LogFindings:
     """Check a served checkpoint (with its cosignatures) and the leaves it covers."""
     found = LogFindings()
@@ -178,11 +192,16 @@ def check_log(
         return found
     in_force, broken = key_in_force(leaves, keys)
     found.problems.extend(broken)
-    expected = in_force or first_key(leaves)
+    expected = in_force or first_key(leaves) or remembered_key
     if expected is not None and key_id != expected:
         found.problems.append(
             f"the checkpoint is signed by key {key_id}, but the key in force per the log is"
             f" {expected} (a key change the log never announced)"
+        )
+    elif remembered_key is not None and remembered_key not in announced_keys(leaves) | {key_id}:
+        found.problems.append(
+            f"the log's key history does not include key {remembered_key}, which signed the"
+            " checkpoint this reader saw before"
         )
     try:
         found.cosigners = cosigners_of(text, witnesses)
@@ -315,12 +334,16 @@ class State:
         entry = self.logs.get(origin)
         return entry.get("checkpoint") if isinstance(entry, dict) else None
 
-    def remember(self, checkpoint: Checkpoint, text: str) -> None:
+    def remembered_key(self, origin: str) -> str | None:
+        entry = self.logs.get(origin)
+        return entry.get("key_id") if isinstance(entry, dict) else None
+
+    def remember(self, checkpoint: Checkpoint, text: str, key_id: str) -> None:
         """Keep ``text`` for its origin unless a larger checkpoint is already remembered."""
         old = self.remembered(checkpoint.origin)
         if old is not None and parse_checkpoint(parse_note(old).text).size > checkpoint.size:
             return
-        self.logs[checkpoint.origin] = {"checkpoint": text, "seen_at": now_ts()}
+        self.logs[checkpoint.origin] = {"checkpoint": text, "key_id": key_id, "seen_at": now_ts()}
 
     def save(self) -> None:
         from .export import write_atomically

@@ -75,25 +75,30 @@ class Sequencer:
         self.note_signer = note_signer(signer, origin)
         self.origin = origin
         self.publish = publish
-        self.signed_size = -1
+        self.key_id = signer.key_id
+        self.retired = False
 
     async def sign_now(self) -> log_store.SignedCheckpoint | None:
         """Sign the log's current size if no checkpoint has it yet; return the newest one."""
 
-        def read(conn: Any) -> tuple[int, bytes | None]:
+        def read(conn: Any) -> tuple[int, bytes | None, str | None]:
             size = log_store.size(conn)
+            current = [k.key_id for k in log_store.key_rows(conn) if k.valid_until is None]
             newest = log_store.latest_checkpoint(conn, published=False)
             if newest is not None and newest.size >= size:
-                return size, None
-            return size, log_store.root(conn, size)
+                return size, None, current[-1] if current else None
+            return size, log_store.root(conn, size), current[-1] if current else None
 
-        size, root = await self.db.read(read)
-        if root is not None:
+        size, root, current = await self.db.read(read)
+        if current != self.key_id:  # `broadcaster key rotate` retired this node's key
+            if not self.retired:
+                log.error("this node's key %s is no longer the site's: restart it", self.key_id)
+            self.retired = True
+        elif root is not None:
             note = sign_checkpoint(Checkpoint(self.origin, size, root), [self.note_signer])
             await self.db.write(
                 lambda c: log_store.insert_checkpoint(c, size, root, note, published=self.publish)
             )
-        self.signed_size = size
         return await self.db.read(lambda c: log_store.latest_checkpoint(c, published=False))
 
     async def run(self) -> None:
