@@ -12,7 +12,7 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import create_incident
+from conftest import TIMEOUT, create_incident
 from log_sites import verify
 
 WRITERS = 4
@@ -25,7 +25,7 @@ async def test_verify_gives_no_false_alarm_under_appends(
     """20 runs of verify during >= 50 appends/s on the same incident: all exit 0."""
     incident = (await create_incident(client, editor))["id"]
     posted = 0
-    stop = asyncio.Event()
+    stop, flowing = asyncio.Event(), asyncio.Event()
 
     async def writer() -> None:
         nonlocal posted
@@ -37,11 +37,12 @@ async def test_verify_gives_no_false_alarm_under_appends(
             )
             assert response.status == 201, await response.text()
             posted += 1
+            if posted >= 50:
+                flowing.set()
 
     tasks = [asyncio.create_task(writer()) for _ in range(WRITERS)]
     try:
-        while posted < 50:  # appends are flowing before the first run
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(flowing.wait(), TIMEOUT)  # appends flow before the first run
         start, before = time.monotonic(), posted
         codes = []
         for _ in range(RUNS):
