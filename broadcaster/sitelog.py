@@ -17,7 +17,8 @@ this module does the rest, off the append path:
 - ``GET /log/checkpoint`` serves the largest published checkpoint followed by
   the cosignatures collected for exactly that tree head; ``/log/vkey`` the
   site's verifier key; ``/log/tile/...`` hash tiles and entry bundles (gzip),
-  immutable; ``/.well-known/broadcaster-keys.json`` every key with its period.
+  immutable. ``keys_document`` is ``/.well-known/broadcaster-keys.json``: every key
+  with its period.
 
 Publishing after the witnesses answered is what lets a reader find a
 checkpoint carrying every live witness's cosignature: the newest signed size
@@ -271,15 +272,8 @@ def keys_document(origin: str, rows: Sequence[log_store.KeyRow]) -> dict[str, An
     return {"keys": keys, "log": {"origin": origin, "vkey": current[-1] if current else None}}
 
 
-async def get_keys(request: web.Request) -> web.Response:
-    rows = await request.app[DB].read(log_store.key_rows)
-    document = keys_document(request.app[SETTINGS].origin, rows)
-    return web.json_response(document, headers={"Cache-Control": "no-cache", **CORS})
-
-
 def setup(app: web.Application) -> None:
     app.router.add_get("/log/checkpoint", get_checkpoint)
     app.router.add_get("/log/vkey", get_vkey)
     app.router.add_get("/log/tile/{tail:.+}", get_tile)
-    app.router.add_get("/.well-known/broadcaster-keys.json", get_keys)
     app.cleanup_ctx.append(_tasks)
