@@ -32,6 +32,7 @@ import contextlib
 import gzip
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -56,6 +57,8 @@ TICK = 0.2
 WITNESS_TIMEOUT = 3.0
 MAX_BACKOFF = 60.0
 IMMUTABLE = "public, max-age=31536000, immutable"
+#: Tiles kept in memory per node (a full entry bundle is ~15 KiB gzipped, a hash tile 8 KiB).
+TILE_CACHE = 1024
 CORS = {"Access-Control-Allow-Origin": "*"}
 
 
@@ -230,27 +233,55 @@ async def get_vkey(request: web.Request) -> web.Response:
     )
 
 
+class TileCache:
+    """Keep the most recently served tiles' bytes: a tile never changes once it exists."""
+
+    def __init__(self, size: int = TILE_CACHE) -> None:
+        self.size = size
+        self.tiles: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, path: str) -> bytes | None:
+        found = self.tiles.get(path)
+        if found is not None:
+            self.tiles.move_to_end(path)
+        return found
+
+    def put(self, path: str, body: bytes) -> None:
+        self.tiles[path] = body
+        if len(self.tiles) > self.size:
+            self.tiles.popitem(last=False)
+
+
+TILES = web.AppKey("log_tiles", TileCache)
+
+
 async def get_tile(request: web.Request) -> web.Response:
     try:
         tile = tiles.parse_tile_path("tile/" + request.match_info["tail"])
     except ValueError:
         raise NotFound("no such tile", code="tile_not_found") from None
-    start = tile.index * tiles.TILE_WIDTH
     headers = {"Cache-Control": IMMUTABLE, **CORS}
     if tile.level is None:
-        found = await request.app[DB].read(lambda c: log_store.leaves(c, start, start + tile.width))
+        headers["Content-Encoding"] = "gzip"
+    cache = request.app[TILES]
+    body = cache.get(tile.path)
+    if body is None:
+        body = await _tile_bytes(request.app[DB], tile)
+        cache.put(tile.path, body)
+    return web.Response(body=body, content_type="application/octet-stream", headers=headers)
+
+
+async def _tile_bytes(db: JobDatabase, tile: tiles.Tile) -> bytes:
+    start = tile.index * tiles.TILE_WIDTH
+    if tile.level is None:
+        found = await db.read(lambda c: log_store.leaves(c, start, start + tile.width))
         if len(found) != tile.width:
             raise NotFound("the log has no such entry bundle yet", code="tile_not_found")
-        body = gzip.compress(tiles.encode_entry_bundle(found), mtime=0)
-        headers["Content-Encoding"] = "gzip"
-    else:
-        try:
-            body = await request.app[DB].read(
-                lambda c: tiles.hash_tile(tile, log_store.stored_reader(c))
-            )
-        except IndexError:
-            raise NotFound("the log has no such tile yet", code="tile_not_found") from None
-    return web.Response(body=body, content_type="application/octet-stream", headers=headers)
+        return gzip.compress(tiles.encode_entry_bundle(found), mtime=0)
+    try:
+        return await db.read(lambda c: tiles.hash_tile(tile, log_store.stored_reader(c)))
+    except IndexError:
+        raise NotFound("the log has no such tile yet", code="tile_not_found") from None
 
 
 def keys_document(origin: str, rows: Sequence[log_store.KeyRow]) -> dict[str, Any]:
@@ -273,6 +304,7 @@ def keys_document(origin: str, rows: Sequence[log_store.KeyRow]) -> dict[str, An
 
 
 def setup(app: web.Application) -> None:
+    app[TILES] = TileCache()
     app.router.add_get("/log/checkpoint", get_checkpoint)
     app.router.add_get("/log/vkey", get_vkey)
     app.router.add_get("/log/tile/{tail:.+}", get_tile)
