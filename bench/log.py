@@ -136,6 +136,7 @@ def fill(base: str, token: str, leaves: int) -> None:
     async def run() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         async with aiohttp.ClientSession(headers=headers) as session:
+            await wait_ready(session, base)
             async with session.post(
                 base + "/api/incidents", json={"title": "瓦片基准", "severity": "minor"}
             ) as response:

@@ -149,6 +149,8 @@ class Submitter:
         try:
             line = await client.add_checkpoint(note, self._proof)
         except WitnessError as exc:
+            if client.known_size > size:  # another node already had a larger tree cosigned
+                return
             failures = self.failures.get(name, 0) + 1
             self.failures[name] = failures
             delay = min(MAX_BACKOFF, WITNESS_TIMEOUT * 2 ** (failures - 1))

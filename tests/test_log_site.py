@@ -394,3 +394,23 @@ async def test_the_archive_proves_its_leaves_and_follows_its_schema(
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["verify", "--file", str(target)]) == 1
     assert "is not included in the log checkpoint" in capsys.readouterr().err
+
+
+def test_the_origin_and_witnesses_come_from_the_environment() -> None:
+    """The origin defaults to the public URL without its scheme; a bad witness stops the start."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from broadcaster.errors import ConfigError
+    from broadcaster.log.cosignature import Cosigner
+
+    env = {"BROADCASTER_PUBLIC_URL": "https://yjj.qingdao.gov.cn/"}
+    assert Settings.from_env(env).origin == "yjj.qingdao.gov.cn/log"
+    assert Settings.from_env({**env, "BROADCASTER_LOG_ORIGIN": "qd.cn/x"}).origin == "qd.cn/x"
+    vkey = Cosigner("w.example/1", Ed25519PrivateKey.generate()).vkey
+    spec = f"{vkey}@https://w.example/,{vkey}@http://10.0.0.9:8090"
+    assert len(Settings.from_env({"BROADCASTER_WITNESSES": spec}).witnesses) == 2
+    for bad in ("nokey@https://w.example", f"{vkey}@ftp://w.example", f"{vkey}"):
+        with pytest.raises(ConfigError, match="BROADCASTER_WITNESSES"):
+            Settings.from_env({"BROADCASTER_WITNESSES": bad})
+    with pytest.raises(ConfigError, match="LOG_ORIGIN"):
+        Settings.from_env({"BROADCASTER_LOG_ORIGIN": "a b"})

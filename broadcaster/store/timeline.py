@@ -43,7 +43,9 @@ ENTRY_SELECT = (
     " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
 )
 #: The same on PostgreSQL, where entries keep ``content_hash`` in a column of its own.
-PG_ENTRY_SELECT = ENTRY_SELECT.replace("json_extract(e.record, '$.content_hash')", "e.content_hash")
+PG_ENTRY_SELECT = ENTRY_SELECT.replace(
+    "json_extract(e.record, '$.content_hash')", "e.content_hash"
+)
 
 
 def entry_select(conn: Any) -> str:
@@ -54,7 +56,6 @@ def entry_select(conn: Any) -> str:
 def no_limit(conn: Any) -> int | None:
     """Return the ``LIMIT ?`` value meaning "no limit" in the connection's dialect."""
     return None if dialect_of(conn) == "postgresql" else -1
-
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _RECORD_KEYS = frozenset(chain.HASHED_FIELDS)
