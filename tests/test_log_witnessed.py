@@ -197,3 +197,26 @@ async def test_a_fork_shown_to_two_witnesses_is_caught(
         assert parse_checkpoint(parse_note(text).text).size >= checkpoint.size
     finally:
         await forked.stop()
+
+
+async def test_two_nodes_keep_one_log_and_share_its_cosignatures(
+    site_settings: Settings, witnesses: list[WitnessProcess]
+) -> None:
+    """Two nodes on one PostgreSQL store sign the same checkpoints, both submit to the
+    witness, and each serves the cosignatures the other collected."""
+    if not site_settings.database_url:
+        pytest.skip("several nodes share a PostgreSQL store")
+    w1, _ = witnesses
+    nodes = [await Site(site_settings.with_(witnesses=(w1.spec,))).start() for _ in range(2)]
+    try:
+        incident = await nodes[0].incident()
+        for n in range(10):
+            await nodes[n % 2].post(incident, f"第{n}次通报")
+        texts = [(await cosigned_at(node.url, 11, 1))[0] for node in nodes]
+        sizes = [parse_checkpoint(parse_note(t).text).size for t in texts]
+        assert sizes[0] == sizes[1] == 11 and texts[0] == texts[1]
+        for node in nodes:
+            assert await verify(node.url, incident, "--witness", w1.vkey) == 0
+    finally:
+        for node in nodes:
+            await node.stop()
