@@ -11,7 +11,9 @@ Only UI strings live here; officials' text is never rewritten.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
@@ -162,6 +164,34 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Live updates need JavaScript; this page is complete, use “Refresh” for news.",
     ),
 }
+
+
+#: What a status entry changed, in sentences (SMS, CAP, feeds, pages).
+CHANGE_TEXT = {
+    "severity": ("预警级别调整为{value}。", "Warning level changed to {value}."),
+    "resolved": ("事件已结束。", "The incident is over."),
+    "active": ("事件恢复为进行中。", "The incident is active again."),
+    "advice": ("{value}", "{value}"),
+    "area": ("影响范围：{value}。", "Area: {value}."),
+    "summary": ("概况已更新。", "The summary was updated."),
+}
+
+
+def change_text(record: Mapping[str, Any], lang: str) -> str:
+    """Return the sentences saying what a status entry changed, for people (not machines)."""
+    pick = 1 if lang == "en" else 0
+    parts = []
+    if record.get("severity"):
+        label = severity_label(record["severity"], lang)
+        parts.append(CHANGE_TEXT["severity"][pick].format(value=label))
+    if record.get("status"):
+        parts.append(CHANGE_TEXT[record["status"]][pick])
+    for name in ("advice", "area"):
+        if record.get(name):
+            parts.append(CHANGE_TEXT[name][pick].format(value=record[name]))
+    if record.get("summary"):
+        parts.append(CHANGE_TEXT["summary"][pick])
+    return " ".join(parts) if lang == "en" else "".join(parts)
 
 
 def pick_lang(requested: str | None, default: str) -> str:

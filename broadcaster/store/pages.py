@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Entry
+from ..model import STATE_FIELDS, Entry
 from .pg_conn import dialect_of
-from .timeline import entry_from_row, entry_select, incident_dict, no_limit
+from .timeline import entry_from_row, entry_select, incident_dict, no_limit, with_corrections
 
 
 def _member(conn: Any, column: str, name: str) -> str:
@@ -76,7 +76,7 @@ def entries_where(
         f"{entry_select(conn)} WHERE e.incident = ? AND {where} ORDER BY e.seq {order} LIMIT ?",
         (incident_id, *args, no_limit(conn) if limit is None else limit),
     ).fetchall()
-    return [entry_from_row(row) for row in rows]
+    return with_corrections(conn, [entry_from_row(row) for row in rows])
 
 
 def timeline_slice(
@@ -167,7 +167,7 @@ def latest_across(conn: Any, limit: int) -> list[Entry]:
     rows = conn.execute(
         f"{entry_select(conn)} ORDER BY {posted_at} DESC, e.seq DESC LIMIT ?", (limit,)
     ).fetchall()
-    return [entry_from_row(row) for row in rows]
+    return with_corrections(conn, [entry_from_row(row) for row in rows])
 
 
 def redactions(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
@@ -212,3 +212,22 @@ def incidents_by_id(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         f"SELECT * FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
     ).fetchall()
     return {row["id"]: incident_dict(row) for row in rows}
+
+
+def state_at(conn: Any, incident_id: str, seq: int) -> dict[str, Any]:
+    """Return the incident state (severity, advice, summary, area, status) as of entry ``seq``.
+
+    The state at creation, then every status entry up to ``seq`` applied in order.
+    """
+    row = conn.execute("SELECT initial FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    state: dict[str, Any] = json.loads(row[0]) if row and row[0] else {}
+    state.setdefault("status", "active")
+    rows = conn.execute(
+        "SELECT record FROM entries WHERE incident = ? AND kind = 'status' AND seq <= ?"
+        " ORDER BY seq",
+        (incident_id, seq),
+    ).fetchall()
+    for found in rows:
+        record = json.loads(found[0])
+        state.update({k: record[k] for k in STATE_FIELDS if record.get(k) is not None})
+    return state
