@@ -7,6 +7,7 @@ request. Secrets are kept out of ``repr``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -70,6 +71,8 @@ class Settings:
     icp_filing: str = ""
     police_filing: str = ""
     site_code: str = ""
+    #: Labels of custom figures: ``{"x-power-outage": ("停电户数", "Homes without power")}``.
+    figure_labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -144,6 +147,8 @@ class Settings:
         for name in ("ICP_FILING", "POLICE_FILING", "SITE_CODE"):
             if (raw := get(name)) is not None:
                 values[name.lower()] = raw.strip()
+        if raw := get("FIGURE_LABELS"):
+            values["figure_labels"] = _figure_labels(raw)
         values.update(overrides)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -153,3 +158,25 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def _figure_labels(raw: str) -> dict[str, tuple[str, str]]:
+    """Parse ``BROADCASTER_FIGURE_LABELS``: JSON ``{"x-key": "中文" | ["中文", "English"]}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    labels: dict[str, tuple[str, str]] = {}
+    for key, value in (data or {}).items() if isinstance(data, dict) else ():
+        names = [value, value] if isinstance(value, str) else value
+        if not (key.startswith("x-") and isinstance(names, list) and len(names) == 2
+                and all(isinstance(n, str) and n.strip() for n in names)):  # fmt: skip
+            break
+        labels[key] = (names[0].strip(), names[1].strip())
+    else:
+        if isinstance(data, dict):
+            return labels
+    raise ConfigError(
+        f'{PREFIX}FIGURE_LABELS must be JSON like {{"x-power-outage": ["停电户数", "Homes without'
+        ' power"]}} (keys start with x-)'
+    )

@@ -6,7 +6,8 @@
   "use strict";
   var FIELDS = ["incident", "seq", "kind", "posted_at", "event_time", "author", "corrects",
     "status", "sms", "figures", "approved_by", "redacts", "question",
-    "update_interval_minutes", "content_hash", "prev_hash"];
+    "update_interval_minutes", "severity", "advice", "summary", "area", "pinned",
+    "content_hash", "prev_hash"];
   var WHAT = {
     "zh-CN": { content: "正文与内容哈希不符", hash: "字段与链哈希不符", prev: "与前一条的哈希链断开",
       seq: "序号缺失或顺序被改", redact: "内容被删除但没有删除公告", field: "缺少字段",
