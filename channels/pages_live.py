@@ -38,6 +38,7 @@ from .pages_view import (
 
 PAGE = 30
 SUMMARY_HEAD = 200
+CHANGE_LABELS = ("level", "status", "advice", "area", "summary", "summary_changed", "interval")
 KEY_EVENTS = 8
 KEY_LINE = 40
 ANSWERS = 20
@@ -45,7 +46,7 @@ JS_LABELS = (
     "new_entries", "reconnecting", "corrected_at", "see_correction", "corrects", "redacts",
     "approved_by", "pause", "resume", "overdue", "copy_link", "copied", "verify_checking",
     "verify_ok", "verify_bad", "verify_sig", "verify_error", "status.active", "status.resolved",
-    "pinned", "withheld", "corrected", "resolved_note", "see_answer", "asked_at",
+    "pinned", "withheld", "corrected", "resolved_note", "see_answer", "asked_at", "refresh",
 )  # fmt: skip
 
 
@@ -65,8 +66,10 @@ def labels(ctx: Ctx) -> dict[str, Any]:
         k: ctx.t("kind." + k) for k in ("update", "correction", "status", "redaction", "answer")
     }
     figures = {k[4:]: ctx.t(k) for k in i18n.STRINGS if k.startswith("fig.")}
+    figures |= {key: ctx.figure(key)["label"] for key in ctx.figure_labels}
     severity = {k[4:]: ctx.t(k) for k in i18n.STRINGS if k.startswith("sev.")}
-    return {"s": strings, "kinds": kinds, "figs": figures, "sev": severity}
+    changes = {k: ctx.t(k) for k in CHANGE_LABELS}
+    return {"s": strings, "kinds": kinds, "figs": figures, "sev": severity, "chg": changes}
 
 
 async def live_page(request: web.Request) -> web.Response:
@@ -134,6 +137,7 @@ async def live_page(request: web.Request) -> web.Response:
         "status": incident["status"],
         "severity": incident["severity"],
         "pinned": incident["pinned"],
+        "cl": ctx.default_lang if ctx.lang != ctx.default_lang else "",
         "l": labels(ctx),
     }
     return render_page(
