@@ -19,6 +19,7 @@ from broadcaster import questions
 from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.errors import HTTPError
 from broadcaster.markdown import plain, render
+from broadcaster.model import STATE_FIELDS
 from broadcaster.store import pages as pages_data
 from broadcaster.store import questions as questions_store
 
@@ -193,7 +194,14 @@ def key_event(
         "time_text": i18n.fmt_near(record["posted_at"], ctx.lang, ctx.now),
         "line": one_line(f"{kind}：{text}" if text else f"{kind} #{entry.seq}"),
         "pinned": pinned,
+        "corrected": bool(entry.corrected_by),
     }
+
+
+def pins_only(record: dict[str, Any]) -> bool:
+    """Tell whether a status entry only re-pins key events (itself no key event)."""
+    changed = [name for name in STATE_FIELDS if record.get(name) is not None]
+    return record["kind"] == "status" and changed == ["pinned"]
 
 
 def key_events(
@@ -201,7 +209,8 @@ def key_events(
 ) -> list[dict[str, Any]]:
     """Return the pinned entries (the editors' order), then the latest ones chosen by rule."""
     seen = {e.seq for e in pinned}
-    rest = [e for e in chosen if e.seq not in seen][: max(0, KEY_EVENTS - len(pinned))]
+    rest = [e for e in chosen if e.seq not in seen and not pins_only(e.record)]
+    rest = rest[: max(0, KEY_EVENTS - len(pinned))]
     return [key_event(e, ctx, shown, path, True) for e in pinned] + [
         key_event(e, ctx, shown, path) for e in rest
     ]

@@ -37,7 +37,10 @@
   }
   function cut(t) { return t.length > 40 ? t.slice(0, 39) + "…" : t; }
   function keyLine(kind, text) { var s = el("span", null, cut(kind + "：" + text)); if (C.cl) s.lang = C.cl; return s; }
-  function isKey(e) { return e.seq === 1 || e.kind === "status" || e.kind === "correction" || e.kind === "redaction" || !!e.figures; }
+  function isKey(e) {
+    var pinsOnly = e.kind === "status" && ["status", "severity", "advice", "summary", "area", "update_interval_minutes"].every(function (k) { return e[k] == null; });
+    return e.seq === 1 || (e.kind === "status" && !pinsOnly) || e.kind === "correction" || e.kind === "redaction" || !!e.figures;
+  }
   function keyItem(e, pinned) {
     var li = el("li"), a = link("#e" + e.seq, ""), d = new Date(e.posted_at), t = el("time", null, when(d)), tmp = el("div");
     tmp.innerHTML = e.html;
@@ -199,6 +202,7 @@
     if (target) {
       target.classList.add("is-corrected");
       if (!target.querySelector(".corr-mark")) target.querySelector("header h3").before(el("span", "corr-mark", S.corrected), " ");
+      document.querySelectorAll('#keys li[data-seq="' + e.corrects + '"] a').forEach(function (a) { if (!a.querySelector(".corr-mark")) a.querySelector("time").after(" ", el("span", "corr-mark", S.corrected)); });
       var n = el("p", "note corr", fmt(S.corrected_at, { time: when(d) }) + " → ");
       n.append(link("#e" + e.seq, S.see_correction));
       target.insertBefore(n, target.querySelector("footer"));
