@@ -23,6 +23,5 @@ SIGNER = web.AppKey("signer", Signer)
 PUBLISHER = web.AppKey("publisher", Publisher)
 METRICS = web.AppKey("metrics", Metrics)
 #: Renders the HTML "not found" page for browsers (set by the pages, if loaded).
-NOT_FOUND_PAGE = web.AppKey(
-    "not_found_page", Callable[[web.Request], Awaitable[web.StreamResponse]]
-)
+NotFoundPage = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NOT_FOUND_PAGE: web.AppKey[NotFoundPage] = web.AppKey("not_found_page")

@@ -183,7 +183,7 @@ async def hold_incident(
         if drafts_store.incident(conn, chosen["id"]) is not None:
             raise Conflict(f"incident id {chosen['id']!r} is taken", code="id_taken", field="id")
         entry = {"kind": INCIDENT_KIND, **chosen}
-        review = {"findings": [], "acknowledgement": None}
+        review: dict[str, Any] = {"findings": [], "acknowledgement": None}
         drafts_store.insert(
             conn,
             draft_id,

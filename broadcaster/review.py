@@ -188,7 +188,8 @@ def review_entry(new: NewEntry, options: dict[str, Any], actor: Actor) -> NewEnt
     for name in STATE_TEXT:
         value = getattr(new, name)
         if value:
-            new = replace(new, **{name: review_text(value, field=name, mask=mask)})
+            changed: dict[str, Any] = {name: review_text(value, field=name, mask=mask)}
+            new = replace(new, **changed)
     return new
 
 
