@@ -71,6 +71,8 @@ class Settings:
     icp_filing: str = ""
     police_filing: str = ""
     site_code: str = ""
+    log_origin: str | None = None
+    witnesses: tuple[str, ...] = ()
     #: Labels of custom figures: ``{"x-power-outage": ("停电户数", "Homes without power")}``.
     figure_labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -147,6 +149,12 @@ class Settings:
         for name in ("ICP_FILING", "POLICE_FILING", "SITE_CODE"):
             if (raw := get(name)) is not None:
                 values[name.lower()] = raw.strip()
+        if raw := get("LOG_ORIGIN"):
+            if any(c.isspace() for c in raw) or "+" in raw:
+                raise ConfigError(f"{PREFIX}LOG_ORIGIN must be one line without spaces or '+'")
+            values["log_origin"] = raw
+        if raw := get("WITNESSES"):
+            values["witnesses"] = _witnesses(raw)
         if raw := get("FIGURE_LABELS"):
             values["figure_labels"] = _figure_labels(raw)
         values.update(overrides)
@@ -158,6 +166,26 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def origin(self) -> str:
+        """Return ``BROADCASTER_LOG_ORIGIN``, else the public URL without its scheme, plus /log."""
+        if self.log_origin:
+            return self.log_origin
+        return self.public_url.split("://", 1)[-1].rstrip("/") + "/log"
+
+
+def _witnesses(raw: str) -> tuple[str, ...]:
+    """Check ``VKEY@URL,...`` now, so a typo stops the start rather than every submission."""
+    from .log.client import WitnessEndpoint
+
+    specs = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for spec in specs:
+        try:
+            WitnessEndpoint.parse(spec)
+        except ValueError as exc:  # a NoteError is one
+            raise ConfigError(f"{PREFIX}WITNESSES: {exc}") from None
+    return specs
 
 
 def _figure_labels(raw: str) -> dict[str, tuple[str, str]]:

@@ -46,8 +46,9 @@ ANSWERS = 20
 JS_LABELS = (
     "new_entries", "reconnecting", "corrected_at", "see_correction", "corrects", "redacts",
     "approved_by", "pause", "resume", "overdue", "copy_link", "copied", "verify_checking",
-    "verify_ok", "verify_bad", "verify_sig", "verify_error", "status.active", "status.resolved",
-    "pinned", "withheld", "corrected", "resolved_note", "see_answer", "asked_at", "refresh",
+    "verify_ok", "verify_bad", "verify_sig", "verify_error", "verify_tampered", "status.active",
+    "status.resolved", "pinned", "withheld", "corrected", "resolved_note", "see_answer",
+    "asked_at", "refresh",
 )  # fmt: skip
 
 

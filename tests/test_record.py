@@ -52,7 +52,10 @@ async def test_advice_is_part_of_the_incident(client: TestClient, editor: dict[s
     """The "what to do now" line is given at creation and served with the incident."""
     incident = await create_incident(client, editor, **AMMONIA)
     assert incident["advice"] == AMMONIA["advice"]
-    assert (await incident_of(client, incident["id"]))["advice"] == AMMONIA["advice"]
+    served = await incident_of(client, incident["id"])
+    assert served["advice"] == AMMONIA["advice"]
+    # What it said at creation is on the record (the site log's seq-0 entry commits to it).
+    assert served["creation"]["record"]["advice"] == AMMONIA["advice"]
     bidi = await client.post(
         "/api/incidents", json={**AMMONIA, "advice": "现在\u202e应做"}, headers=editor
     )
@@ -88,6 +91,8 @@ async def test_a_status_entry_changes_the_incident_on_the_record(
     assert resolved.status == 201
     now = await incident_of(client, iid)
     assert (now["status"], now["severity"], now["advice"]) == ("resolved", "minor", "")
+    created = now["creation"]["record"]
+    assert (created["severity"], created["advice"]) == ("severe", AMMONIA["advice"])
     record = chain.record_of(await resolved.json())
     assert chain.entry_hash(record) == (await resolved.json())["hash"]
     entries = (await (await client.get(f"/api/incidents/{iid}/entries")).json())["entries"]
@@ -196,7 +201,9 @@ async def test_two_person_review_covers_incidents(guarded: TestClient) -> None:
     assert approved.status == 201, created
     assert (created["id"], created["created_by"]["name"]) == (iid, "值班编辑")
     assert created["approved_by"]["name"] == "审核员"
-    assert (await incident_of(client, iid))["severity"] == "extreme"
+    served = await incident_of(client, iid)
+    assert served["severity"] == "extreme"
+    assert served["creation"]["record"]["created_by"]["name"] == "值班编辑"
     again = await client.post(f"/api/drafts/{draft['draft_id']}/approve", headers=reviewer)
     assert again.status == 409
 

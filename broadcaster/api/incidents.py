@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import SETTINGS, STORE
+from ..appkeys import DB, SETTINGS, STORE
 from ..auth import require
 from ..drafts import hold_incident
 from ..errors import Unprocessable
@@ -17,6 +17,7 @@ from ..fields import Field, check_object
 from ..jsonbody import read_object
 from ..model import SEVERITIES
 from ..review import review_text
+from ..store import log as log_store
 from .common import incident_or_404, json_response, remote_of
 
 #: One short sentence: "现在应做：关闭门窗，留在室内。"
@@ -90,7 +91,11 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 
 async def get_incident(request: web.Request) -> web.Response:
+    """Return the incident with its creation record, which the log's seq-0 leaf commits to."""
     incident: dict[str, Any] = await incident_or_404(request)
+    incident["creation"] = await request.app[DB].read(
+        lambda c: log_store.creation(c, incident["id"])
+    )
     return json_response(incident)
 
 
