@@ -42,6 +42,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from broadcaster.timeline import notice_text
+from channels.i18n import change_text
 
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -238,6 +239,9 @@ def _items(
                 redaction["basis"], redaction["posted_at"], redaction["department"], lang
             )
             html = '<p class="redaction-notice">' + escape(xml_safe(notice)) + "</p>"
+        if entry.get("kind") == "status" and not entry.get("redacted"):
+            # A state change says what changed, even with no text of its own.
+            html = "<p>" + escape(xml_safe(change_text(entry, lang))) + "</p>" + html
         text = _WITHHELD[lang] if entry.get("redacted") else html_to_text(html)
         if len(text) > TITLE_CHARS:
             text = text[:TITLE_CHARS].rstrip() + "…"

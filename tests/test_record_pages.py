@@ -54,6 +54,8 @@ async def test_a_resolved_incident_gives_no_advice(client: TestClient, editor: A
     assert "已结束" in html and 'class="nowdo"' not in html
     assert re.search(r'id="over" class="over">本事件已于 \S+ 结束', html)
     assert "<dt>级别</dt><dd>一级 · 红色预警</dd>" in html  # the change, in place
+    atom = await (await client.get(f"/incidents/{iid}/feed.atom")).text()
+    assert "<title>状态 #2：预警级别调整为一级 · 红色预警。现在应做：立即撤离。</title>" in atom
 
 
 async def test_corrections_travel(client: TestClient, editor: Any) -> None:
