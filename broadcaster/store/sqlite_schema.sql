@@ -17,7 +17,10 @@ CREATE TABLE IF NOT EXISTS incidents (
     require_approval INTEGER NOT NULL DEFAULT 0,
     head_seq INTEGER NOT NULL DEFAULT 0,
     head_hash TEXT NOT NULL,
-    last_posted_at TEXT
+    last_posted_at TEXT,
+    advice TEXT,                -- what the public should do now (status entries change it)
+    pinned TEXT,                -- JSON list of the seqs editors pinned as key events
+    initial TEXT                -- JSON: the state at creation, to replay any entry's state
 );
 CREATE TABLE IF NOT EXISTS entries (
     incident TEXT NOT NULL REFERENCES incidents(id),
