@@ -7,6 +7,7 @@ request. Secrets are kept out of ``repr``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -73,6 +74,8 @@ class Settings:
     site_code: str = ""
     log_origin: str | None = None
     witnesses: tuple[str, ...] = ()
+    #: Labels of custom figures: ``{"x-power-outage": ("停电户数", "Homes without power")}``.
+    figure_labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -155,6 +158,8 @@ class Settings:
             values["log_origin"] = raw
         if raw := get("WITNESSES"):
             values["witnesses"] = _witnesses(raw)
+        if raw := get("FIGURE_LABELS"):
+            values["figure_labels"] = _figure_labels(raw)
         values.update(overrides)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -184,3 +189,25 @@ def _witnesses(raw: str) -> tuple[str, ...]:
         except ValueError as exc:  # a NoteError is one
             raise ConfigError(f"{PREFIX}WITNESSES: {exc}") from None
     return specs
+
+
+def _figure_labels(raw: str) -> dict[str, tuple[str, str]]:
+    """Parse ``BROADCASTER_FIGURE_LABELS``: JSON ``{"x-key": "中文" | ["中文", "English"]}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    labels: dict[str, tuple[str, str]] = {}
+    for key, value in (data or {}).items() if isinstance(data, dict) else ():
+        names = [value, value] if isinstance(value, str) else value
+        if not (key.startswith("x-") and isinstance(names, list) and len(names) == 2
+                and all(isinstance(n, str) and n.strip() for n in names)):  # fmt: skip
+            break
+        labels[key] = (names[0].strip(), names[1].strip())
+    else:
+        if isinstance(data, dict):
+            return labels
+    raise ConfigError(
+        f'{PREFIX}FIGURE_LABELS must be JSON like {{"x-power-outage": ["停电户数", "Homes without'
+        ' power"]}} (keys start with x-)'
+    )

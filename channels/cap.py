@@ -28,6 +28,7 @@ from broadcaster.api.common import incident_or_404, seq_param
 from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.errors import NotFound
 from broadcaster.store import areas as areas_store
+from broadcaster.store import pages as pages_data
 
 from .cap_render import render_cap
 
@@ -49,11 +50,13 @@ async def _alert(request: web.Request, seq: int | None) -> web.Response:
         raise NotFound(f"no entry #{seq} in {incident['id']!r}", code="entry_not_found")
     entries = await request.app[STORE].entries(incident["id"], max(0, seq - 2), min(seq, 2))
     by_seq = {entry.seq: entry.to_dict() for entry in entries}
+    # Each alert carries the level, area and advice in force when its entry was posted.
+    state = await request.app[DB].read(lambda c: pages_data.state_at(c, incident["id"], seq))
     codes = incident.get("areas") or []
     names = await request.app[DB].read(lambda conn: areas_store.names(conn, codes))
     settings = request.app[SETTINGS]
     body = render_cap(
-        incident,
+        {**incident, **state},
         by_seq[seq],
         by_seq.get(seq - 1),
         public_url=settings.public_url,

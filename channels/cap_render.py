@@ -33,6 +33,7 @@ from typing import Any
 from lxml import etree
 
 from channels.feed_render import entry_label, entry_url, html_to_text, xml_safe
+from channels.i18n import change_text
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_CATEGORIES = (
@@ -175,8 +176,17 @@ def render_cap(
     _sub(info, "senderName", sender_name)
     _sub(info, "headline", f"{title} · {entry_label(entry, language)}")
     description = html_to_text(entry.get("html"), keep_lines=True)
+    if entry.get("kind") == "status":
+        # What changed leads: receivers relay the description, not our chained fields.
+        changed = change_text(entry, language)
+        description = "\n".join(filter(None, (changed, description)))
     if description:
         _sub(info, "description", description)
+    advice = (
+        xml_safe(incident.get("advice")).strip() if incident.get("status") != "resolved" else ""
+    )
+    if advice:
+        _sub(info, "instruction", advice)
     _sub(info, "web", entry_url(public_url, entry["incident"], entry["seq"]))
     figures = entry.get("figures") or {}
     for key, value in ({} if redacted else figures).items():

@@ -80,6 +80,13 @@ async def search_page(request: web.Request) -> web.Response:
             "href": ctx.link(f"{incident_path(row['incident'])}/entries/{row['seq']}"),
             "snippet": Markup(row["snippet"]),  # escaped by run_search, <mark> only
             "when": i18n.fmt(row["posted_at"], ctx.lang),
+            "corrections": [
+                {
+                    "seq": seq,
+                    "href": ctx.link(f"{incident_path(row['incident'])}/entries/{seq}"),
+                }
+                for seq in row["corrected_by"]
+            ],
         }
         for row in rows
     ]

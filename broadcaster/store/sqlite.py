@@ -42,6 +42,9 @@ MAX_GROUP = 256
 #: Columns added to tables after they first shipped: ``CREATE TABLE IF NOT EXISTS`` leaves an
 #: older file's table as it was, and SQLite has no ``ADD COLUMN IF NOT EXISTS``.
 ADDED_COLUMNS = (
+    ("incidents", "advice", "TEXT"),
+    ("incidents", "pinned", "TEXT"),
+    ("incidents", "initial", "TEXT"),
     ("incidents", "areas", "TEXT NOT NULL DEFAULT '[]'"),
     ("webhooks", "areas", "TEXT"),
     ("webhooks", "min_severity", "TEXT"),

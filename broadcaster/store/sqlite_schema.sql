@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     head_seq INTEGER NOT NULL DEFAULT 0,
     head_hash TEXT NOT NULL,
     last_posted_at TEXT,
+    advice TEXT,                -- what the public should do now (status entries change it)
+    pinned TEXT,                -- JSON list of the seqs editors pinned as key events
+    initial TEXT,               -- JSON: the state at creation, to replay any entry's state
     areas TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS entries (

@@ -12,7 +12,7 @@ from typing import Any
 
 from broadcaster.settings import Settings
 
-from .delivery import short_title
+from .message import short_title
 
 #: At most this many messages per number per window get an answer (or subscribe).
 RATE_COUNT, RATE_WINDOW = 5, 600.0

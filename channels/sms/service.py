@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.api.common import incident_or_404, json_response
-from broadcaster.appkeys import DB, SETTINGS
+from broadcaster.appkeys import DB, PUBLISHER, SETTINGS
 from broadcaster.auth import require
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
@@ -46,6 +46,7 @@ from .area_alerts import act_on_area, enqueue_area_sms, unknown_target
 from .commands import Command, parse
 from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
 from .kannel import parse_dlr
+from .message import fits_check
 from .numbers import mask, normalize
 from .replies import RecentSenders, reply_text
 from .signed_json import DLR_STATUSES, SignedJsonGateway
@@ -245,6 +246,9 @@ def setup(app: web.Application) -> None:
     gateway = gateway_from_url(settings.sms_gateway, settings) if settings.sms_gateway else None
     app[GATEWAY] = gateway
     app[RECENT] = RecentSenders()
+    # Refused before anything is stored, with or without a gateway: what an editor
+    # posts for SMS must go out whole whenever one is configured.
+    app[PUBLISHER].checks.append(fits_check(settings))
     if gateway is not None:
         outbox.enqueuers.append(enqueue_sms)
         outbox.enqueuers.append(enqueue_area_sms)
