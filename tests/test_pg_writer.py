@@ -25,13 +25,14 @@ async def db(database_url: str) -> AsyncIterator[PgDatabase]:
 
 def run_group(db: PgDatabase, *jobs: Any) -> list[tuple[bool, Any]]:
     """Run ``jobs`` as one write group, as the writer thread does; return (ok, value) each."""
-    conn = db.connect(autocommit=False)
-    try:
-        group: list[tuple[Any, Future[Any]]] = [(job, Future()) for job in jobs]
-        outcomes = db._attempt(conn, group)
-        return [(ok, value) for _, ok, value in outcomes]
-    finally:
+    group: list[tuple[Any, Future[Any]]] = [(job, Future()) for job in jobs]
+    conn = db._run_group(None, group)
+    if conn is not None:
         conn.close()
+    return [
+        (True, f.result()) if f.exception() is None else (False, f.exception())
+        for _, f in group
+    ]
 
 
 class Refused(Exception):
@@ -81,3 +82,29 @@ async def test_a_statement_error_stays_with_its_job(db: PgDatabase) -> None:
         lambda conn: [r[0] for r in conn.execute("SELECT name FROM tokens ORDER BY id")]
     )
     assert names == ["one", "two"]
+
+
+async def test_a_group_that_succeeds_syncs_only_for_what_its_jobs_read(
+    db: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs that only write cost no round trip each: the group syncs once, at its end."""
+    syncs = []
+    sync = PgConnection.sync
+
+    def counted(self: PgConnection) -> None:
+        if self.pipeline is not None and self._unsynced:
+            syncs.append(1)
+        sync(self)
+
+    monkeypatch.setattr(PgConnection, "sync", counted)
+
+    def write(n: int) -> Any:
+        def job(conn: PgConnection) -> int:
+            conn.execute("INSERT INTO log_hashes (level, idx, hash) VALUES (9, ?, ?)", (n, b"h"))
+            return n
+
+        return job
+
+    outcomes = run_group(db, *(write(n) for n in range(10)))
+    assert outcomes == [(True, n) for n in range(10)]
+    assert syncs == []  # the pipeline's own sync at the group's end is the only one

@@ -25,6 +25,14 @@ group with 503 and the next group reconnects; a libpq multi-host URL with
 ``target_session_attrs=read-write`` finds the promoted standby. A read-only
 server (a standby not yet promoted) answers 503 ``store_read_only``. A
 deadlock or serialisation failure retries the whole group once.
+
+Round trips: a group of several jobs first runs without a sync at each job's
+end (a job then costs only the round trips of the results it reads), since
+nearly every group succeeds. A statement's error may then surface in a later
+job's read, where it cannot be told apart: any database error in that mode
+rolls the group back and runs it again with a sync per job, so each job gets
+its own error exactly as before (jobs are re-runnable, as the deadlock retry
+already requires).
 """
 
 from __future__ import annotations
@@ -166,15 +174,23 @@ class PgDatabase:
         self, conn: PgConnection | None, group: list[tuple[Job, Future[Any]]]
     ) -> PgConnection | None:
         """Run a group, retrying once on a deadlock or serialisation failure."""
-        for attempt in (1, 2):
+        careful = len(group) == 1  # a lone job saves nothing by deferring its sync
+        retried = False
+        while True:
             try:
                 if conn is None or conn.broken:
                     conn = self.connect(autocommit=False)
-                outcomes = self._attempt(conn, group)
+                outcomes = self._attempt(conn, group, careful=careful)
+            except _Careful:
+                _rollback(conn)
+                careful = True
+                continue
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
                 _rollback(conn)
-                if attempt == 2:
+                if retried:
                     _fail_all(group, exc)
+                    return conn
+                retried = True
                 continue
             except psycopg.Error as exc:
                 log.error("write group of %d jobs failed: %s", len(group), exc)
@@ -194,21 +210,25 @@ class PgDatabase:
                         value = _unavailable(value)
                     future.set_exception(value)
             return conn
-        return conn
 
     @staticmethod
     def _attempt(
-        conn: PgConnection, group: list[tuple[Job, Future[Any]]]
+        conn: PgConnection, group: list[tuple[Job, Future[Any]]], *, careful: bool
     ) -> list[tuple[Future[Any], bool, Any]]:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         conn.group = {}
-        with conn.raw.pipeline() as conn.pipeline:
-            try:
-                PgDatabase._run_jobs(conn, group, outcomes)
-            finally:
-                conn.pipeline = None
-                conn.group = None
-        conn.raw.commit()
+        try:
+            with conn.raw.pipeline() as conn.pipeline:
+                try:
+                    PgDatabase._run_jobs(conn, group, outcomes, careful=careful)
+                finally:
+                    conn.pipeline = None
+                    conn.group = None
+            conn.raw.commit()
+        except psycopg.Error as exc:
+            if careful or not _retry_carefully(exc):
+                raise
+            raise _Careful from exc
         return outcomes
 
     @staticmethod
@@ -216,20 +236,26 @@ class PgDatabase:
         conn: PgConnection,
         group: list[tuple[Job, Future[Any]]],
         outcomes: list[tuple[Future[Any], bool, Any]],
+        *,
+        careful: bool,
     ) -> None:
         """Run each job in its savepoint, pipelined: a job costs a round trip per result it
-        reads plus one at its end, whatever the number of statements that only write."""
+        reads (plus, when ``careful``, one at its end), whatever the number of statements
+        that only write."""
         conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
         for job, future in group:
             conn.execute("SAVEPOINT job")
             try:
                 result = job(conn)
-                conn.sync()  # this job's own errors surface here, inside its savepoint
+                if careful:
+                    conn.sync()  # this job's own errors surface here, inside its savepoint
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 raise
             except psycopg.OperationalError:
                 raise  # the connection is gone: the whole group fails
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                if not careful and _retry_carefully(exc):
+                    raise _Careful from exc  # perhaps an earlier job's error
                 if conn.group is not None:
                     conn.group.clear()  # what the job wrote is undone: forget what it cached
                 conn.execute("ROLLBACK TO SAVEPOINT job")
@@ -240,6 +266,18 @@ class PgDatabase:
             else:
                 conn.execute("RELEASE SAVEPOINT job")
                 outcomes.append((future, True, result))
+
+
+class _Careful(Exception):
+    """A statement failed in a group run without per-job syncs: run it again with them."""
+
+
+def _retry_carefully(exc: BaseException) -> bool:
+    """Tell whether ``exc`` may be one job's own error (not the connection's or the server's)."""
+    return isinstance(exc, psycopg.Error) and not isinstance(
+        exc,
+        psycopg.OperationalError | pg_errors.ReadOnlySqlTransaction,
+    )
 
 
 def _rollback(conn: PgConnection | None) -> None:

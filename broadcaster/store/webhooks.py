@@ -17,13 +17,35 @@ from ..clock import format_ts, now
 CHANNEL = "webhook"
 
 
+#: Where a PostgreSQL write group keeps ``endpoints`` between its jobs.
+_GROUP_KEY = "webhook_endpoints"
+
+
 def endpoints(conn: Any) -> list[Any]:
-    """Return every endpoint's id, scope, filters, events and status (what enqueueing needs)."""
-    return list(
+    """Return every endpoint's id, scope, filters, events and status (what enqueueing needs).
+
+    Inside a PostgreSQL write group (``conn.group`` set) the list is read once,
+    saving each append a round trip: the group holds the site's write lock, so
+    only its own jobs can change endpoints, and each that does forgets the list
+    (``_changed``), as does a rolled-back job.
+    """
+    group = getattr(conn, "group", None)
+    if group is not None and _GROUP_KEY in group:
+        return list(group[_GROUP_KEY])
+    rows = list(
         conn.execute(
             "SELECT id, incidents, areas, min_severity, events, status FROM webhooks"
         ).fetchall()
     )
+    if group is not None:
+        group[_GROUP_KEY] = rows
+    return list(rows)
+
+
+def _changed(conn: Any) -> None:
+    group = getattr(conn, "group", None)
+    if group is not None:
+        group.pop(_GROUP_KEY, None)
 
 
 def unknown_incident(conn: Any, incidents: list[str]) -> str | None:
@@ -47,6 +69,7 @@ def insert(
     min_severity: str | None = None,
 ) -> int:
     """Register an endpoint (scope, areas and events as JSON text); return its id."""
+    _changed(conn)
     row = conn.execute(
         "INSERT INTO webhooks (url, secret, incidents, events, description, created_at,"
         " created_by, areas, min_severity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -86,6 +109,7 @@ def delivery_counts(conn: Any, webhook_id: int) -> dict[str, int]:
 
 def delete(conn: Any, webhook_id: int) -> None:
     """Delete an endpoint and every delivery queued or done for it."""
+    _changed(conn)
     conn.execute("DELETE FROM deliveries WHERE channel = ? AND target = ?", (CHANNEL, webhook_id))
     conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
 
@@ -147,6 +171,7 @@ def hold_if_inactive(conn: Any, delivery_id: int, webhook_id: int) -> None:
 
 def set_status(conn: Any, webhook_id: int, status: str, reason: str | None) -> None:
     """Pause, disable or resume an endpoint, holding or releasing its waiting deliveries."""
+    _changed(conn)
     moment = now()
     conn.execute(
         "UPDATE webhooks SET status = ?, disabled_reason = ?, status_changed_at = ? WHERE id = ?",
