@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from broadcaster.questions import QUESTION_LIMITER, TokenBucket
+from broadcaster.questions import PER_SOURCE_PENDING, QUESTION_LIMITER, TokenBucket
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
 QUESTION = "沙子口街道到李村的公交什么时候恢复？"
@@ -126,17 +126,26 @@ async def test_dismissal_needs_a_reason_and_is_counted(
 async def test_rate_limit_answers_429_with_retry_after(
     client: TestClient, editor: dict[str, str]
 ) -> None:
-    """After a burst of questions from one address the next one answers 429 rate_limited."""
+    """After a burst of questions from one address the next one answers 429 rate_limited.
+
+    Within the burst, only PER_SOURCE_PENDING may wait at once; the rest are turned away.
+    """
     incident = await create_incident(client, editor)
     burst = client.app[QUESTION_LIMITER].capacity
-    for _ in range(burst):
-        await asked(client, incident["id"])
+    codes = []
+    for n in range(burst):
+        response = await ask(client, incident["id"], text=f"{QUESTION}第{n}个问题")
+        codes.append(
+            response.status if response.status == 202 else (await response.json())["error"]
+        )
+    assert codes == [202] * PER_SOURCE_PENDING + ["too_many_pending"] * (burst - PER_SOURCE_PENDING)
     response = await ask(client, incident["id"])
     assert response.status == 429
     assert (await response.json())["error"] == "rate_limited"
     assert int(response.headers["Retry-After"]) > 0
     staff = await questions(client, incident["id"], editor)
-    assert len(staff["questions"]) == burst
+    assert len(staff["questions"]) == PER_SOURCE_PENDING
+    assert staff["counts"]["turned_away"] == burst - PER_SOURCE_PENDING
 
 
 async def test_personal_data_is_refused_or_masked(

@@ -30,24 +30,34 @@ NEW_INCIDENT = {"title": "洪水", "severity": "severe"}
 # -- token guessing ---------------------------------------------------------------------------
 
 
-async def test_failed_tokens_are_limited_per_address(
+async def test_failed_tokens_slow_then_lock_only_the_failing_client(
     client: TestClient, editor: dict[str, str]
 ) -> None:
-    """After FAILED_LIMIT wrong tokens, any token from that address gets 429 for the window."""
+    """Wrong tokens pause the address after SLOW_LIMIT and lock it after FAILED_LIMIT; a valid
+    token from that same address is accepted all along."""
     clock = [1000.0]
-    client.app[TOKENS].failures.clock = lambda: clock[0]
-    for _ in range(FAILED_LIMIT):
-        response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=WRONG)
-        assert response.status == 401
-    for headers in (WRONG, editor):  # a right guess is not revealed either
-        response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=headers)
-        assert response.status == 429
-        assert (await response.json())["error"] == "too_many_failed_logins"
-        assert 0 < int(response.headers["Retry-After"]) <= auth.FAILED_WINDOW
+    tokens = client.app[TOKENS]
+    tokens.failures.clock = tokens.slow.clock = lambda: clock[0]
+
+    async def attempt(headers: dict[str, str]) -> Any:
+        return await client.post("/api/incidents", json=NEW_INCIDENT, headers=headers)
+
+    for n in range(FAILED_LIMIT):
+        if n and n % auth.SLOW_LIMIT == 0:
+            paused = await attempt(WRONG)
+            assert paused.status == 429, n
+            assert (await paused.json())["error"] == "too_many_failed_logins"
+            assert 0 < int(paused.headers["Retry-After"]) <= auth.SLOW_WINDOW
+            assert (await attempt(editor)).status == 201, "a valid token is never refused"
+            clock[0] += auth.SLOW_WINDOW
+        assert (await attempt(WRONG)).status == 401, n
+    locked = await attempt(WRONG)
+    assert locked.status == 429
+    assert auth.SLOW_WINDOW < int(locked.headers["Retry-After"]) <= auth.FAILED_WINDOW
+    assert (await attempt(editor)).status == 201, "a valid token is never refused"
     assert (await client.get("/api/incidents")).status == 200, "reading stays public"
     clock[0] += auth.FAILED_WINDOW + 1
-    response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=editor)
-    assert response.status == 201
+    assert (await attempt(WRONG)).status == 401
 
 
 def test_the_limit_is_per_address_and_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
