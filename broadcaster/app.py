@@ -16,7 +16,7 @@ from .bus import Bus, MemoryBus
 from .clientaddr import ClientAddress
 from .livecap import setup as setup_live_caps
 from .metrics import Metrics
-from .middleware import errors
+from .middleware import errors, on_prepare
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
 from .ratelimit import shared_window
@@ -48,6 +48,7 @@ def create_app(
         )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
+    app.on_response_prepare.append(on_prepare(settings.public_url.startswith("https://")))
     app[SIGNER] = signer
     app[STORE] = store
     app[DB] = store.db

@@ -8,6 +8,12 @@ search, OpenAPI, feeds, CAP and the signing keys), so any site can show the
 timeline; it is stripped from everything else, and preflight ``OPTIONS``
 requests are refused (405, no CORS headers), so no other origin's script can
 send a write, or a request carrying a bearer token, from a browser.
+
+``on_prepare`` runs for every answer as its headers go out, streams included:
+``Server`` names no version; an answer to a request carrying a token (and a
+401 or 403) is ``Cache-Control: no-store``, so no cache or browser history
+keeps what only staff may see (a webhook's secret, pending questions); and
+``Strict-Transport-Security`` is sent when ``BROADCASTER_PUBLIC_URL`` is https.
 """
 
 from __future__ import annotations
@@ -78,6 +84,23 @@ def secure(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Access-Control-Expose-Headers", "ETag")
     else:
         response.headers.pop("Access-Control-Allow-Origin", None)
+
+
+HSTS = "max-age=31536000"
+
+
+def on_prepare(https: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Return the ``on_response_prepare`` hook described in the module docstring."""
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers["Server"] = "broadcaster"
+        if https:
+            headers.setdefault("Strict-Transport-Security", HSTS)
+        if "Authorization" in request.headers or response.status in (401, 403):
+            headers["Cache-Control"] = "no-store"
+
+    return prepare
 
 
 def error_response(
