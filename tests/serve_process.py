@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +51,16 @@ def cli(
 class ServeProcess:
     """One ``broadcaster serve`` process on a data directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
@@ -62,6 +71,7 @@ class ServeProcess:
             **os.environ,
             "BROADCASTER_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(self.port)],
@@ -70,6 +80,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=self.preexec_fn,
         )
         threading.Thread(target=self._collect, daemon=True).start()
         deadline = time.monotonic() + timeout
