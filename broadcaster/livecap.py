@@ -12,7 +12,8 @@ taking them all:
   and ordinary requests.
 
 Over either cap the stream is refused before it starts with 429
-``too_many_live_connections`` and a ``Retry-After``. A stream's slot is held by
+``too_many_live_connections`` and a ``Retry-After``, and the connection is
+closed, so a refused client holds no descriptor either. A stream's slot is held by
 the request's own task and freed when that task ends (after the WebSocket's
 close handshake too, which aiohttp finishes after the handler returns).
 
@@ -41,6 +42,7 @@ from aiohttp import web
 
 from .clientaddr import source_of
 from .errors import TooManyRequests
+from .middleware import error_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -177,7 +179,12 @@ async def live_cap(request: web.Request, handler: Handler) -> web.StreamResponse
     """Hold a live slot for the whole life of a stream request (see the module docstring)."""
     if request.method != "GET" or LIVE_PATH.match(request.path) is None:
         return await handler(request)
-    release = request.app[LIVE_LIMITS].acquire(source_of(request.remote))
+    try:
+        release = request.app[LIVE_LIMITS].acquire(source_of(request.remote))
+    except TooManyRequests as refused:
+        response = error_response(refused.status, refused.body(), refused.headers)
+        response.force_close()  # a refused viewer keeps no descriptor here either
+        return response
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - aiohttp always runs a handler in a task
         try:
