@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -132,13 +133,13 @@ def _get(url: str) -> int:
         return exc.code
 
 
-def _post(base: str, path: str, token: str, body: dict[str, object]) -> int:
+def _post(base: str, path: str, token: str, body: dict[str, object]) -> tuple[int, Any]:
     request = urllib.request.Request(
         base + path, json.dumps(body).encode(), method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-        return int(response.status)
+        return int(response.status), json.load(response)
 
 
 async def test_a_flood_of_streams_under_a_low_descriptor_limit_leaves_staff_working(
@@ -161,17 +162,12 @@ async def test_a_flood_of_streams_under_a_low_descriptor_limit_leaves_staff_work
         assert f"File descriptors: {NOFILE}." in "".join(server.lines)
         token = server.tokens()[0]
         loop = asyncio.get_running_loop()
-        status = await loop.run_in_executor(
-            None,
-            _post,
-            server.base,
-            "/api/incidents",
-            token,
-            {"title": "山洪", "severity": "severe"},
+        new = {"title": "山洪", "severity": "severe"}
+        status, incident = await loop.run_in_executor(
+            None, _post, server.base, "/api/incidents", token, new
         )
         assert status == 201
-        with urllib.request.urlopen(server.base + "/api/incidents", timeout=TIMEOUT) as answer:
-            iid = json.load(answer)["incidents"][0]["id"]  # nothing else runs on this loop yet
+        iid = incident["id"]
         statuses = []
         for _ in range(NOFILE + 44):
             writer, code = await _open_stream(server.port, f"/api/incidents/{iid}/events")
@@ -180,8 +176,8 @@ async def test_a_flood_of_streams_under_a_low_descriptor_limit_leaves_staff_work
         assert statuses.count(200) == default_total(NOFILE)
         assert set(statuses) == {200, 429}
         path = f"/api/incidents/{iid}/entries"
-        status = await loop.run_in_executor(None, _post, server.base, path, token, {"body": "x"})
-        assert status == 201, "a staff post still goes through"
+        posted = await loop.run_in_executor(None, _post, server.base, path, token, {"body": "x"})
+        assert posted[0] == 201, "a staff post still goes through"
         # Idle connections are not capped: these exhaust the descriptors.
         idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(100)]
         for _ in range(int(TIMEOUT / 0.05)):
