@@ -76,6 +76,7 @@ MAX_PENDING = 1000
 PER_SOURCE_PENDING = 3
 INTAKE_BURST, INTAKE_SECONDS = 30, 2.0
 MAX_BULK = 1000
+MIN_MATCH = 2  # two Chinese characters already make a word
 STATUSES = ("pending", "answered", "dismissed")
 ASK_FIELDS = (Field("text", "text", required=True, max_len=MAX_CHARS), Field("mask", "bool"))
 ANSWER_FIELDS = (
@@ -324,9 +325,9 @@ async def dismiss_many(request: web.Request) -> web.Response:
         raise Unprocessable(
             f"'ids' must be at most {MAX_BULK} question ids", code="invalid_value", field="ids"
         )
-    if phrase is not None and len(phrase) < MIN_CHARS:
+    if phrase is not None and len(phrase) < MIN_MATCH:
         raise Unprocessable(
-            f"'matching' needs at least {MIN_CHARS} characters", code="too_short", field="matching"
+            f"'matching' needs at least {MIN_MATCH} characters", code="too_short", field="matching"
         )
     wanted = set(ids or ())
     needle = (phrase or "").casefold()
