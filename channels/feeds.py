@@ -97,9 +97,9 @@ def rendered(body: bytes, content_type: str, etag: str, modified: datetime) -> R
     return Rendered(body, content_type, etag, modified, gzip.compress(body, 6, mtime=0))
 
 
-def within_bytes(entries: list[dict[str, Any]], budget: int = FEED_BYTES) -> list[dict[str, Any]]:
-    """Return the newest entries whose text fits ``budget`` bytes (always at least one)."""
-    used = 0
+def within_bytes(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the newest entries whose text fits ``FEED_BYTES`` (always at least one)."""
+    used, budget = 0, FEED_BYTES
     for n, entry in enumerate(entries):
         used += len(entry["body"].encode()) + len(entry["html"].encode())
         if used > budget and n:
