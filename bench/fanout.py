@@ -1,8 +1,9 @@
-"""Measure WebSocket fan-out against nginx + nchan in the same run, and report ratios.
+"""Measure live fan-out against nginx + nchan in the same run, and report ratios.
 
 For each run (``SUBSCRIBERSxRATE``) and each target, it starts the server
 (``broadcaster serve`` on a fresh data directory, or nginx with nchan), opens
-N WebSocket subscribers on one incident/channel from ``--procs`` client
+N subscribers (WebSocket, or Server-Sent Events with ``--transport sse``
+against nchan's EventSource) on one incident/channel from ``--procs`` client
 processes (``bench/wsclient.py``: raw asyncio, no JSON decoding), measures the
 server's RSS before and after they connect (memory per idle connection), then
 publishes at R messages per second for ``--seconds`` through the real API
@@ -18,21 +19,31 @@ latency p50/p99/max, deliveries per second, server CPU per delivered message
 plus the drain) and server RSS per idle connection. Client and server share
 the machine's cores, so both targets are measured under the same handicap.
 
+Pauses: each viewer keeps the longest time between two of its messages
+(``gap``: 1/R when nothing stalls); Broadcaster also records its garbage
+collections and event-loop stalls over 5 ms (``bench/serve.py``), and the
+longest of each inside the publishing window is reported, with the most CPU
+time the loop's thread spent inside one stall (the rest of a stall is waiting
+for a core or the GIL).
+
 nchan is sent messages padded to the size of Broadcaster's entry frames
 (about 1 KB), so both move the same bytes. Targets alternate for ``--rounds``
-rounds and the medians are compared; the 1-minute load average is reported,
-because other work on the machine moves every figure.
+rounds and the medians are compared, with the spread of the per-round ratio
+of p99s (min/median/max); the 1-minute load average is reported, because
+other work on the machine moves every figure.
 
 Usage::
 
     .venv/bin/python bench/fanout.py --runs 5000x10,10000x2 [--seconds 20]
         [--rounds 3] [--procs 2] [--targets broadcaster,broadcaster[task],nchan]
+        [--transport ws|sse]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -91,8 +102,13 @@ class Target:
     path = ""
     frame_size = 0
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, sse: bool) -> None:
         self.port = port
+        self.sse = sse
+
+    def pauses(self, begin: float, end: float) -> dict[str, float]:
+        """Return the longest GC pause and loop stall between ``begin`` and ``end``."""
+        return {}
 
     def pids(self) -> list[int]:
         raise NotImplementedError
@@ -110,9 +126,10 @@ class Target:
 class Broadcaster(Target):
     process: asyncio.subprocess.Process
 
-    def __init__(self, port: int, variant: str) -> None:
-        super().__init__(port)
+    def __init__(self, port: int, sse: bool, variant: str) -> None:
+        super().__init__(port, sse)
         self.variant = variant
+        self.recorded: dict[str, list[list[float]]] = {}
         self.name = "broadcaster" if variant == "direct" else f"broadcaster[{variant}]"
         self.token = ""
         self.base = f"http://127.0.0.1:{port}"
@@ -128,10 +145,39 @@ class Broadcaster(Target):
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self.recorded = json.loads(Path(self.pauses_file).read_text())  # noqa: ASYNC240
+            os.unlink(self.pauses_file)
+
+    def pauses(self, begin: float, end: float) -> dict[str, float]:
+        gcs = [(d, g) for t, d, g in self.recorded.get("gc", []) if begin <= t <= end]
+        stalls = [(d, c) for t, d, c in self.recorded.get("stalls", []) if begin <= t <= end]
+        return {
+            "gc_max_ms": round(max((d for d, _ in gcs), default=0) * 1000, 1),
+            "gc_full": sum(1 for _, g in gcs if g == 2),
+            "stall_max_ms": round(max((d for d, _ in stalls), default=0) * 1000, 1),
+            "stalls_over_50ms": sum(1 for d, _ in stalls if d > 0.05),
+            # the loop's own work: the most CPU its thread spent inside one stall
+            "stall_cpu_max_ms": round(max((c for _, c in stalls), default=0) * 1000, 1),
+            # from start to the end of the window: the connection burst included
+            "gc_full_ever_max_ms": round(
+                max(
+                    (d for t, d, g in self.recorded.get("gc", []) if g == 2 and t <= end), default=0
+                )
+                * 1000,
+                1,
+            ),
+        }
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         data_dir = tempfile.mkdtemp(prefix="bench-fanout-")
-        env = {**os.environ, "BROADCASTER_DATA_DIR": data_dir, "PYTHONUNBUFFERED": "1"}
+        self.pauses_file = os.path.join(data_dir, "pauses.json")
+        env = {
+            **os.environ,
+            "BROADCASTER_DATA_DIR": data_dir,
+            "PYTHONUNBUFFERED": "1",
+            "BENCH_PAUSES": self.pauses_file,
+        }
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "bench" / "serve.py"),
@@ -176,16 +222,19 @@ class Broadcaster(Target):
             if response.status != 201:
                 raise RuntimeError(f"POST answered {response.status}: {await response.text()}")
         # the subscribers' backlog would include the warm-up; after=1 skips it
-        self.path = f"/ws/incidents/{self.incident}?after=1"
+        if self.sse:
+            self.path = f"/api/incidents/{self.incident}/events?after=1"
+        else:
+            self.path = f"/ws/incidents/{self.incident}?after=1"
 
 
 class Nchan(Target):
     name = "nchan"
-    path = "/sub"
     process: subprocess.Popen[bytes]
 
-    def __init__(self, port: int, nofile: int, frame_size: int) -> None:
-        super().__init__(port)
+    def __init__(self, port: int, sse: bool, nofile: int, frame_size: int) -> None:
+        super().__init__(port, sse)
+        self.path = "/sse" if sse else "/sub"
         self.nofile = nofile
         self.frame_size = frame_size
 
@@ -226,7 +275,7 @@ async def measure(
                 outfiles.append(outfile)
                 client = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "bench.wsclient", "127.0.0.1", str(target.port),
-                    target.path, str(count), outfile,
+                    target.path, str(count), outfile, *(["--sse"] if target.sse else []),
                     cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 )  # fmt: skip
                 clients.append(client)
@@ -250,6 +299,7 @@ async def measure(
             cpu_before = cpu_seconds(target.pids())
             post_times: list[float] = []
             begin = time.monotonic()
+            begin_wall = time.time()
 
             async def post(number: int) -> None:
                 sent = time.time()
@@ -269,8 +319,10 @@ async def measure(
             await asyncio.sleep(DRAIN_SECONDS)
             cpu_used = cpu_seconds(target.pids()) - cpu_before
             window = time.monotonic() - begin
+            end_wall = time.time()
 
             latencies = array("d")
+            gaps: list[int] = []
             first: dict[int, float] = {}
             unique = duplicates = closed = 0
             for client, outfile in zip(clients, outfiles, strict=True):
@@ -282,6 +334,7 @@ async def measure(
                 for number, latency in zip(numbers, samples, strict=True):
                     if latency < first.get(number, float("inf")):
                         first[number] = latency
+                gaps.extend(header["gaps"])
                 unique += header["unique"]
                 duplicates += header["duplicates"]
                 closed += header["closed"]
@@ -299,6 +352,7 @@ async def measure(
 
     post_times.sort()
     firsts = sorted(first.values())
+    gaps.sort()
     return {
         "target": target.name,
         "subscribers": subscribers,
@@ -319,6 +373,9 @@ async def measure(
         "kb_per_idle_conn": round((rss_after - rss_before) / max(1, connected) / 1024, 2),
         "post_p50_ms": round(post_times[len(post_times) // 2] * 1000, 2),
         "first_p50_ms": round(firsts[len(firsts) // 2] * 1000, 2) if firsts else float("nan"),
+        "gap_p99_ms": ranked(gaps, 0.99) if gaps else float("nan"),
+        "gap_max_ms": gaps[-1] if gaps else float("nan"),
+        **target.pauses(begin_wall, end_wall),
         "frame_bytes": target.frame_size,
         "loadavg": round(max(load_before, os.getloadavg()[0]), 2),
     }
@@ -334,6 +391,10 @@ COLUMNS = (
     ("deliveries_per_s", "deliv/s", 8),
     ("cpu_us_per_delivery", "CPU µs/msg", 10),
     ("kb_per_idle_conn", "KB/conn", 8),
+    ("gap_max_ms", "gap max ms", 10),
+    ("stall_max_ms", "stall max ms", 12),
+    ("stall_cpu_max_ms", "stall CPU ms", 12),
+    ("gc_max_ms", "GC max ms", 9),
     ("first_p50_ms", "1st rcv p50 ms", 14),
     ("post_p50_ms", "POST p50 ms", 11),
     ("loadavg", "load", 5),
@@ -344,12 +405,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
     lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(str(row[key]) for key, _, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(row.get(key, "-")) for key, _, _ in COLUMNS) + " |")
     return "\n".join(lines)
 
 
 def ratios(ours: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
-    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_delivery", "kb_per_idle_conn")
+    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_us_per_delivery", "kb_per_idle_conn", "gap_max_ms")
     row: dict[str, Any] = {key: "" for key, _, _ in COLUMNS}
     row["target"] = f"{ours['target']} / {ref['target']}"
     for key in keys:
@@ -372,6 +433,7 @@ async def main() -> None:
     parser.add_argument("--variant", default="direct", help="direct (shipped) or task")
     parser.add_argument("--rounds", type=int, default=3, help="alternate targets this often")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured messages")
+    parser.add_argument("--transport", choices=("ws", "sse"), default="ws")
     parser.add_argument("--json", help="also write every result to this file")
     args = parser.parse_args()
     nofile = raise_nofile()
@@ -381,7 +443,8 @@ async def main() -> None:
         n, r = int(subscribers), float(rate)
         if n + 200 > nofile:
             raise SystemExit(f"ulimit -n is {nofile}: too low for {n} subscribers")
-        print(f"\n## {n} subscribers, {r:g} msg/s, {args.seconds:g} s", flush=True)
+        print(f"\n## {n} {args.transport} subscribers, {r:g} msg/s, {args.seconds:g} s", flush=True)
+        sse = args.transport == "sse"
         rows: dict[str, list[dict[str, Any]]] = {}
         frame_size = 800
         # Targets alternate, round after round, so that a noisy neighbour on the
@@ -393,10 +456,10 @@ async def main() -> None:
                         raise SystemExit(
                             "nchan is missing: apt-get install nginx libnginx-mod-nchan"
                         )
-                    target: Target = Nchan(free_port(), nofile, frame_size)
+                    target: Target = Nchan(free_port(), sse, nofile, frame_size)
                 else:
                     variant = name.partition("[")[2].rstrip("]") or args.variant
-                    target = Broadcaster(free_port(), variant)
+                    target = Broadcaster(free_port(), sse, variant)
                 row = await measure(target, n, r, args.seconds, args.procs, args.warmup)
                 frame_size = target.frame_size or frame_size
                 print(json.dumps(row), flush=True)
@@ -409,17 +472,42 @@ async def main() -> None:
             shown += [ratios(row, ref) for name, row in medians.items() if name != "nchan"]
         print(f"medians of {args.rounds} rounds:")
         print(table(shown), flush=True)
+        for name, found in rows.items():
+            if name != "nchan" and "nchan" in rows:
+                print(f"{name} / nchan p99, per round: {spread(found, rows['nchan'])}")
     if args.json:
         with open(args.json, "w") as out:  # noqa: ASYNC230 - once, at the very end
             json.dump(results, out, indent=1)
 
 
+def spread(ours: list[dict[str, Any]], refs: list[dict[str, Any]]) -> str:
+    """Return the min/median/max of the round-by-round ratio of p99s."""
+    found = sorted(a["p99_ms"] / b["p99_ms"] for a, b in zip(ours, refs, strict=False))
+    shown = (found[0], statistics.median(found), found[-1])
+    return "min {:.2f}x, median {:.2f}x, max {:.2f}x".format(*shown)
+
+
 def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return the median of each figure over rounds (losses are summed: any loss shows)."""
+    """Return the median of each figure over rounds (losses and pauses: the sum or the worst)."""
     merged: dict[str, Any] = dict(rows[0])
     for key, value in rows[0].items():
-        if key in ("lost", "duplicates", "closed_during_run", "failed"):
+        if key in (
+            "lost",
+            "duplicates",
+            "closed_during_run",
+            "failed",
+            "gc_full",
+            "stalls_over_50ms",
+        ):
             merged[key] = sum(row[key] for row in rows)
+        elif key in (
+            "gap_max_ms",
+            "stall_max_ms",
+            "stall_cpu_max_ms",
+            "gc_max_ms",
+            "gc_full_ever_max_ms",
+        ):
+            merged[key] = max(row[key] for row in rows)
         elif isinstance(value, int) and key != "subscribers":
             merged[key] = statistics.median_low(row[key] for row in rows)
         elif isinstance(value, float):

@@ -1,8 +1,9 @@
 """Start nginx with the nchan module on loopback: the fan-out benchmark's reference.
 
 One worker process (the Python server is one process too), its own temporary
-prefix and config, a publisher location (``POST /pub``) and a WebSocket
-subscriber location (``/sub``) on one channel. New subscribers get only
+prefix and config, a publisher location (``POST /pub``), a WebSocket
+subscriber location (``/sub``) and an EventSource one (``/sse``, a comment
+ping every 15 s like Broadcaster's heartbeat) on one channel. New subscribers get only
 messages published after they connect, like ``after=`` the head.
 """
 
@@ -42,6 +43,12 @@ http {{
             nchan_channel_id bench;
             nchan_subscriber_first_message newest;
             nchan_websocket_ping_interval 25;
+        }}
+        location = /sse {{
+            nchan_subscriber eventsource;
+            nchan_channel_id bench;
+            nchan_subscriber_first_message newest;
+            nchan_eventsource_ping_interval 15;
         }}
     }}
 }}

@@ -1,4 +1,4 @@
-"""Hold many WebSocket subscriptions open and time every message: the benchmark's client.
+"""Hold many WebSocket or SSE subscriptions open and time every message: the benchmark's client.
 
 Deliberately lean, so that the benchmark measures servers rather than itself:
 one ``asyncio.Protocol`` per connection (no task, no reader object), frames
@@ -7,11 +7,16 @@ parsed in place, and no JSON decoding. A message is recognised by the
 clock just before it sent the message, ``N`` its number. Each connection
 counts the distinct messages it got and those it got twice. (Posts overlap,
 so ``N`` need not follow the server's seq order; the server's own ordering is
-what the test suite checks.)
+what the test suite checks.) Each connection also keeps the longest time
+between two of its benchmark messages: a server pause shows there.
+
+With ``--sse`` the connections are Server-Sent Events streams (``GET`` with
+``Accept: text/event-stream``), parsed as lean: events are cut at blank lines,
+whatever the transfer encoding, and searched for the same text.
 
 Run one process per core's share of connections::
 
-    python -m bench.wsclient HOST PORT PATH COUNT OUTFILE
+    python -m bench.wsclient HOST PORT PATH COUNT OUTFILE [--sse]
 
 It prints ``connected OK FAILED`` once every connection has answered, then
 waits for a line on stdin, writes its results to ``OUTFILE`` (a JSON header
@@ -31,6 +36,7 @@ import os
 import sys
 import time
 from array import array
+from typing import Any
 
 PONG = b"\x8a\x80\x00\x00\x00\x00"  # masked with a zero key: payload unchanged
 MARK = b"bench n="
@@ -43,6 +49,7 @@ class Stats:
         self.unique = 0
         self.duplicates = 0
         self.closed = 0
+        self.gaps: list[int] = []  # per connection, the longest time (ms) between two messages
 
 
 def upgrade_request(host: str, port: int, path: str) -> bytes:
@@ -131,26 +138,16 @@ class FrameProtocol(asyncio.Protocol):
         self.buffer = buf[pos:]
 
 
-class Subscriber(FrameProtocol):
-    """One benchmark connection; records the benchmark messages it gets."""
+class Recorder:
+    """Count and time the benchmark messages one connection gets."""
 
-    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
-        super().__init__(request)
+    def __init__(self, stats: Stats) -> None:
         self.stats = stats
-        self.opened = opened
         self.seen = bytearray()  # seen[n] == 1 once message n arrived
+        self.previous = 0.0  # when the last benchmark message arrived
+        self.gap = 0.0
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.closed += 1
-        if not self.opened.done():
-            self.opened.set_result(False)
-
-    def on_upgrade(self, ok: bool) -> None:
-        if not self.opened.done():
-            self.opened.set_result(ok)
-
-    def on_data(self, opcode: int, buf: bytes, start: int, stop: int) -> None:
-        payload = buf[start:stop]
+    def record(self, payload: bytes) -> None:
         at = payload.find(MARK)
         if at < 0:
             return
@@ -169,21 +166,95 @@ class Subscriber(FrameProtocol):
             stats.unique += 1
         stats.latencies.append(received - sent)
         stats.numbers.append(number)
+        if self.previous:
+            self.gap = max(self.gap, received - self.previous)
+        self.previous = received
 
 
-async def run(host: str, port: int, path: str, count: int, outfile: str) -> None:
+class Subscriber(FrameProtocol):
+    """One benchmark WebSocket connection; records the benchmark messages it gets."""
+
+    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
+        super().__init__(request)
+        self.stats = stats
+        self.opened = opened
+        self.recorder = Recorder(stats)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def on_upgrade(self, ok: bool) -> None:
+        if not self.opened.done():
+            self.opened.set_result(ok)
+
+    def on_data(self, opcode: int, buf: bytes, start: int, stop: int) -> None:
+        self.recorder.record(buf[start:stop])
+
+
+class EventSubscriber(asyncio.Protocol):
+    """One benchmark SSE stream; records the benchmark messages it gets."""
+
+    def __init__(self, stats: Stats, request: bytes, opened: asyncio.Future[bool]) -> None:
+        self.stats = stats
+        self.request = request
+        self.opened = opened
+        self.recorder = Recorder(stats)
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.started = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer + data if self.buffer else data
+        if not self.started:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buf
+                return
+            self.started = buf.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+            if not self.opened.done():
+                self.opened.set_result(self.started)
+            if not self.started:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            buf = buf[end + 4 :]
+        pos = 0
+        while (end := buf.find(b"\n\n", pos)) >= 0:
+            self.recorder.record(buf[pos:end])
+            pos = end + 2
+        self.buffer = buf[pos:]
+
+
+def sse_request(host: str, port: int, path: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+
+
+async def run(host: str, port: int, path: str, count: int, outfile: str, sse: bool) -> None:
     loop = asyncio.get_running_loop()
     stats = Stats()
     sem = asyncio.Semaphore(64)
-    protocols: list[Subscriber] = []
+    protocols: list[Subscriber | EventSubscriber] = []
+    kind = EventSubscriber if sse else Subscriber
 
     async def open_one() -> bool:
-        request = upgrade_request(host, port, path)
+        request = (sse_request if sse else upgrade_request)(host, port, path)
         async with sem:
             opened: asyncio.Future[bool] = loop.create_future()
             try:
                 _, protocol = await loop.create_connection(
-                    lambda: Subscriber(stats, request, opened), host, port
+                    lambda: kind(stats, request, opened), host, port
                 )
             except OSError:
                 return False
@@ -199,6 +270,7 @@ async def run(host: str, port: int, path: str, count: int, outfile: str) -> None
     stats.closed = 0  # count only what closes from now on
     print(f"connected {ok} {count - ok}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
+    stats.gaps = [round(protocol.recorder.gap * 1000) for protocol in protocols]
     write_results(outfile, ok, stats)
     for protocol in protocols:
         if protocol.transport is not None:
@@ -207,12 +279,13 @@ async def run(host: str, port: int, path: str, count: int, outfile: str) -> None
 
 
 def write_results(path: str, connections: int, stats: Stats) -> None:
-    header = {
+    header: dict[str, Any] = {
         "connections": connections,
         "unique": stats.unique,
         "duplicates": stats.duplicates,
         "closed": stats.closed,
         "samples": len(stats.latencies),
+        "gaps": stats.gaps,
     }
     with open(path, "wb") as out:
         out.write(json.dumps(header).encode() + b"\n")
@@ -220,7 +293,7 @@ def write_results(path: str, connections: int, stats: Stats) -> None:
         stats.numbers.tofile(out)
 
 
-def read_results(path: str) -> tuple[dict[str, int], array, array]:
+def read_results(path: str) -> tuple[dict[str, Any], array, array]:
     """Return the header, latencies and message numbers a client process wrote."""
     with open(path, "rb") as source:
         header = json.loads(source.readline())
@@ -232,4 +305,4 @@ def read_results(path: str) -> tuple[dict[str, int], array, array]:
 
 if __name__ == "__main__":
     host, port, path, count, outfile = sys.argv[1:6]
-    asyncio.run(run(host, int(port), path, int(count), outfile))
+    asyncio.run(run(host, int(port), path, int(count), outfile, "--sse" in sys.argv[6:]))

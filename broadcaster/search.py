@@ -1,35 +1,31 @@
 """Search every published entry: Chinese substrings and English words, ranked, highlighted.
 
-Two SQLite FTS5 indexes over the same rows, kept by a publisher hook inside
-each append's transaction (so an entry is findable exactly when it is
-committed):
+The index (``broadcaster.store.search``) is kept by a publisher hook inside
+each append's transaction, so an entry is findable exactly when it is
+committed. It holds the entry's visible text and its incident's title, and
+answers substrings of any length: on SQLite two FTS5 indexes (trigrams, and
+character pairs for terms of 1 or 2 characters), on PostgreSQL pg_trgm plus
+an integer array of character pairs (``broadcaster.store.search_sqlite`` and
+``search_postgres`` say how).
 
-- ``search_text`` (trigram tokenizer) stores the entry's visible text and its
-  incident's title. A query whose terms all have 3 or more characters is a
-  substring match there.
-- ``search_pairs`` (contentless, unicode61) holds every overlapping pair of
-  letters/digits of the same text plus the last character of each run, so
-  terms of 1 or 2 characters (``山洪``, ``雨``) are substring matches too: a
-  query with such a term goes there whole, longer terms as phrases of their
-  pairs. The trigram index cannot answer short terms, and SQLite 3.40's LIKE
-  over a trigram table silently finds nothing for two CJK characters (six
-  UTF-8 bytes pass its length test, no trigram matches).
-
-Terms are separated by white space and all must match (AND). Ranking is
-``bm25`` (title weighs half the text) over the ``WINDOW`` most recent matches:
-FTS5 walks its doclists backwards and stops, so a term found in half of
-100,000 entries costs about as much as a rare one (bench/search.py); older
-matches beyond the window are not ranked. Snippets are cut and highlighted in
-Python, escaped, matches in ``<mark>``: with trigrams FTS5's ``snippet()``
-counts a token per character and often cuts a match in two.
+Terms are separated by white space and all must match (AND). Ranking is BM25
+(title weighs half the text) over the ``WINDOW`` most recent matches: FTS5
+walks its doclists backwards and stops, and PostgreSQL walks its id index
+backwards for common terms, so a term found in half of 100,000 entries costs
+about as much as a rare one (bench/search.py); older matches beyond the window
+are not ranked. Snippets are cut and highlighted in Python, escaped, matches
+in ``<mark>``: with trigrams FTS5's ``snippet()`` counts a token per
+character and often cuts a match in two.
 
 Redaction: the hook that sees a ``redaction`` entry removes the redacted
-entry from both indexes in that same transaction (``unindex``), and queries
-skip any entry listed in ``redactions`` too, so withheld text is never found.
+entry from the index in that same transaction (``unindex``), and queries skip
+any entry listed in ``redactions`` too, so withheld text is never found.
 FTS5 only marks deleted postings until segments merge, so after a redaction a
-background task merges both indexes step by step (``purge_step``, a bounded
-amount of work per write job so appends interleave) until the withheld
-text's postings are gone from the file as well.
+background task merges both SQLite indexes step by step (``purge_step``, a
+bounded amount of work per write job so appends interleave) until the
+withheld text's postings are gone from the file as well; on PostgreSQL the
+row is deleted outright, nothing needs merging, and the redaction's own
+clean-up VACUUMs the table.
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -49,13 +44,13 @@ from .appkeys import DB, PUBLISHER
 from .background import background
 from .errors import BadRequest
 from .model import Entry
-from .search_query import DEFAULT_LIMIT, clean_query, pairs, run_search
+from .search_query import DEFAULT_LIMIT, clean_query, run_search
+from .store import search as search_store
 from .store.contract import JobDatabase as Database
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
-PURGE_PAGES = 200
 
 
 def visible_text(entry_html: str) -> str:
@@ -63,69 +58,40 @@ def visible_text(entry_html: str) -> str:
     return " ".join(html.unescape(nh3.clean(entry_html, tags=set())).split())
 
 
-def index_entry(conn: sqlite3.Connection, title: str, entry: Entry) -> None:
-    """Add a committed entry to both indexes (inside the caller's transaction)."""
+def index_entry(conn: Any, title: str, entry: Entry) -> None:
+    """Add a committed entry to the index (inside the caller's transaction)."""
     if entry.redacted:
         return
     text = visible_text(entry.html)
     if not text.strip():
         return
-    row_id = conn.execute(
-        "INSERT INTO search_rows (incident, seq, posted_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (incident, seq) DO NOTHING RETURNING id",
-        (entry.incident, entry.seq, entry.record["posted_at"]),
-    ).fetchone()
-    if row_id is None:
-        return
-    conn.execute(
-        "INSERT INTO search_text (rowid, title, text) VALUES (?, ?, ?)", (row_id[0], title, text)
-    )
-    conn.execute(
-        "INSERT INTO search_pairs (rowid, title, text) VALUES (?, ?, ?)",
-        (row_id[0], pairs(title), pairs(text)),
-    )
+    search_store.index(conn, entry.incident, entry.seq, entry.record["posted_at"], title, text)
 
 
-def unindex(conn: sqlite3.Connection, incident: str, seq: int) -> None:
-    """Remove entry ``seq`` of ``incident`` from both indexes; a no-op if it is not there."""
-    row = conn.execute(
-        "SELECT id FROM search_rows WHERE incident = ? AND seq = ?", (incident, seq)
-    ).fetchone()
-    if row is None:
-        return
-    stored = conn.execute(
-        "SELECT title, text FROM search_text WHERE rowid = ?", (row[0],)
-    ).fetchone()
-    if stored is not None:
-        # A contentless FTS5 table forgets a row only when told its exact tokens again.
-        conn.execute(
-            "INSERT INTO search_pairs (search_pairs, rowid, title, text)"
-            " VALUES ('delete', ?, ?, ?)",
-            (row[0], pairs(stored[0]), pairs(stored[1])),
-        )
-        conn.execute("DELETE FROM search_text WHERE rowid = ?", (row[0],))
-    conn.execute("DELETE FROM search_rows WHERE id = ?", (row[0],))
+def unindex(conn: Any, incident: str, seq: int) -> None:
+    """Remove entry ``seq`` of ``incident`` from the index; a no-op if it is not there."""
+    search_store.unindex(conn, incident, seq)
 
 
-def search_hook(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
+def search_hook(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
     """Index each new entry; a redaction also removes the entry it redacts."""
     if entry.record.get("kind") == "redaction" and entry.record.get("redacts"):
         unindex(conn, entry.incident, int(entry.record["redacts"]))
     index_entry(conn, incident["title"], entry)
 
 
-def rebuild(conn: sqlite3.Connection) -> int:
+def rebuild(conn: Any) -> int:
     """Index every entry once, for a database that predates the index; return the count."""
     from .store.timeline import read_entries
 
-    if conn.execute("SELECT 1 FROM search_state WHERE key = 'built'").fetchone():
+    if search_store.is_built(conn):
         return 0
     count = 0
-    for incident_id, title in conn.execute("SELECT id, title FROM incidents").fetchall():
+    for incident_id, title in search_store.incident_titles(conn):
         for entry in read_entries(conn, incident_id):
             index_entry(conn, title, entry)
             count += 1
-    conn.execute("INSERT INTO search_state (key, value) VALUES ('built', '1')")
+    search_store.mark_built(conn)
     return count
 
 
@@ -151,14 +117,9 @@ async def search(request: web.Request) -> web.Response:
     return json_response({"query": q, "results": results})
 
 
-def purge_step(conn: sqlite3.Connection) -> bool:
-    """Merge a bounded share of both indexes; return True while there was work to do."""
-    worked = False
-    for table in ("search_text", "search_pairs"):
-        before = conn.total_changes
-        conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('merge', -{PURGE_PAGES})")
-        worked |= conn.total_changes - before >= 2  # FTS5's documented "no work" signal
-    return worked
+def purge_step(conn: Any) -> bool:
+    """Clean up a bounded share of the index; return True while there was work to do."""
+    return search_store.merge_step(conn)
 
 
 class Purger:
@@ -204,11 +165,9 @@ async def _index_tasks(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    if app[DB].dialect == "postgresql":
-        return  # TEMPORARY: search on PostgreSQL is being ported on branch `search`
     purger = app[PURGER] = Purger()
 
-    def hook(conn: sqlite3.Connection, incident: Mapping[str, Any], entry: Entry) -> None:
+    def hook(conn: Any, incident: Mapping[str, Any], entry: Entry) -> None:
         search_hook(conn, incident, entry)
         if entry.record.get("kind") == "redaction":
             purger.request()

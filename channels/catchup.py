@@ -5,7 +5,10 @@ message lost between nodes. So every node also compares, once a second, the
 store's head of each incident it serves with what each of its viewers has
 been sent. A viewer still behind a head that the store already had at the
 previous look (so behind for a whole interval, not merely racing a message in
-flight) is resynced from the store. With Redis unreachable, viewers on every
+flight) is resynced from the store, unless the hub itself already handed that
+head out: such viewers are slow, not missing anything, and the hub's own gap
+filling serves them (resyncing thousands of slow viewers at once would only
+make them slower). With Redis unreachable, viewers on every
 node therefore get new entries within about two intervals (the contract's
 "within 5 seconds"), and sub-second delivery returns with the bus.
 
@@ -45,6 +48,8 @@ async def watch(hub: Hub, store: Store, interval: float = INTERVAL) -> None:
                 continue
             if head is None:
                 continue
+            if hub.latest.get(incident, 0) >= head.seq:
+                continue  # the hub handed the head out: viewers behind it are slow, not missing it
             for subscription in tuple(subscriptions):
                 if subscription.last >= head.seq:
                     continue

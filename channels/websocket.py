@@ -16,6 +16,9 @@ instead of 19.1 KB per idle connection (BENCHMARKS.md). aiohttp's
 parses what clients send; its own writes are whole frames too, so the two
 never interleave within a frame.
 
+The mechanics (the byte accounting of the slow-client rule, the catch-up
+task made only for a gap) are shared with SSE in ``channels.direct``.
+
 Pings come from one task that walks every socket once per ``HEARTBEAT``
 seconds, spread over the interval, and writes the same two-byte frame, rather
 than from a timer per connection (aiohttp's ``heartbeat=``): at 10,000 viewers
@@ -40,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,14 +53,14 @@ from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 
-from .hub import CLOSE_GRACE, HUB, Hub, Message, Subscription
+from .direct import DirectSubscription, every_started
+from .hub import CLOSE_GRACE, HUB, Hub, Message
 
 #: Seconds between protocol pings; a client that has not answered one ping
 #: (or sent anything) by the next is aborted, so dead connections are reaped.
 HEARTBEAT = web.AppKey("ws_heartbeat", float)
 DEFAULT_HEARTBEAT = 25.0
 PING_FRAME = b"\x89\x00"
-PING_STEP = 0.25
 MAX_CLIENT_MESSAGE = 4096
 SLOW_CLOSE = 4008
 _FINAL = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
@@ -77,67 +79,21 @@ def ws_frame(message: Message) -> bytes:
     return header + payload
 
 
-class WebSocketSubscription(Subscription):
+class WebSocketSubscription(DirectSubscription):
     """A subscription whose live frames go straight to the socket."""
 
-    __slots__ = ("ws", "transport", "started", "unanswered", "_unsent", "_offset", "_resume")
+    __slots__ = ("ws", "unanswered")
 
     def __init__(self, hub: Hub, incident: str, after: int, ws: web.WebSocketResponse) -> None:
-        super().__init__(hub, incident, after, hub.client_queue)
+        super().__init__(hub, incident, after)
         self.ws = ws
-        self.transport: asyncio.Transport | None = None
-        self.started = False
         self.unanswered = False  # a ping went out and nothing came back since
-        # Byte offsets (since the socket's buffer was last empty) at which each
-        # frame still in user space ends; their number is the client's backlog.
-        self._unsent: deque[int] | None = None
-        self._offset = 0
-        self._resume: asyncio.Task[None] | None = None
+
+    def frame(self, message: Message) -> bytes:
+        return message.encoded("ws", ws_frame)
 
     async def send(self, message: Message) -> None:
-        """Send through aiohttp, which waits while the socket is full (backlog path)."""
         await self.ws.send_str(message.frame)
-
-    def write_live(self, message: Message) -> bool:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            self.close()
-            return True
-        data = message.encoded("ws", ws_frame)
-        transport.write(data)
-        buffered = transport.get_write_buffer_size()
-        if not buffered:
-            if self._unsent is not None:
-                self._unsent = None
-                self._offset = 0
-            return True
-        unsent = self._unsent
-        if unsent is None:
-            unsent = self._unsent = deque()
-        self._offset += len(data)
-        unsent.append(self._offset)
-        flushed = self._offset - buffered
-        while unsent and unsent[0] <= flushed:
-            unsent.popleft()
-        return len(unsent) <= self.limit
-
-    def kick(self) -> None:
-        # Only a gap or a resync after going live needs a task of its own; the
-        # handler pumps everything before that.
-        idle = self._resume is None or self._resume.done()
-        if self.started and idle and not self.pumping and not self.closed:
-            self._resume = asyncio.ensure_future(self._catch_up())
-
-    async def _catch_up(self) -> None:
-        try:
-            await self.pump(self.send, go_live=True)
-        except (ConnectionError, RuntimeError):
-            self.close()
-
-    def close(self) -> None:
-        super().close()
-        if self._resume is not None and self._resume is not asyncio.current_task():
-            self._resume.cancel()
 
     def on_drop(self) -> None:
         reason = f"too slow: reconnect with after={self.last}".encode()
@@ -249,30 +205,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _ping_all(app: web.Application) -> AsyncIterator[None]:
-    """Ping every live socket once per ``HEARTBEAT``; abort those that never answered.
-
-    A round is spread over the whole interval in slices of ``PING_STEP``
-    seconds: pinging 10,000 sockets at once would bring 10,000 pongs back at
-    once, and waking that many coroutines holds up live frames for a few
-    hundred milliseconds.
-    """
-
-    async def loop() -> None:
-        hub, interval = app[HUB], app[HEARTBEAT]
-        clock = asyncio.get_running_loop()
-        while True:
-            sockets = [s for s in hub.all() if isinstance(s, WebSocketSubscription) and s.started]
-            slices = max(1, min(len(sockets), int(interval / PING_STEP)))
-            size = -(-len(sockets) // slices)
-            start = clock.time()
-            for index in range(slices):
-                for subscription in sockets[index * size : (index + 1) * size]:
-                    subscription.ping()
-                await asyncio.sleep(
-                    max(0.0, start + (index + 1) * interval / slices - clock.time())
-                )
-
-    async with background(loop(), "broadcaster-ws-ping"):
+    """Ping every live socket once per ``HEARTBEAT``; abort those that never answered."""
+    async with background(
+        every_started(app[HUB], WebSocketSubscription, app[HEARTBEAT], WebSocketSubscription.ping),
+        "broadcaster-ws-ping",
+    ):
         yield
 
 

@@ -80,7 +80,7 @@ async def test_full_queue_drops_only_that_client(client, editor):
     await slow.pump(slow.send)
     await quick.pump(quick.send)
     for seq in range(1, limit + 2):
-        hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
+        await hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
         await quick.pump(quick.send)  # a client that keeps up
     assert quick.sent == list(range(1, limit + 2))
     assert slow.closed and slow.dropped
@@ -88,6 +88,18 @@ async def test_full_queue_drops_only_that_client(client, editor):
     assert hub.subscriptions[incident["id"]] == {quick}
     registry = client.app[METRICS].registry
     assert registry.get_sample_value("broadcaster_slow_clients_closed_total") == 1
+
+
+async def test_hub_remembers_the_highest_seq_it_handed_out(client, editor):
+    """``latest`` holds the highest seq dispatched per followed incident, and forgets it after."""
+    incident = await create_incident(client, editor)
+    hub = client.app[HUB]
+    subscription = hub.subscribe(recorder(client, incident["id"]))
+    for seq in (2, 1):
+        await hub.dispatch(Message(incident["id"], seq, '{"type":"entry","entry":{}}', 0.0))
+    assert hub.latest[incident["id"]] == 2
+    subscription.close()
+    assert incident["id"] not in hub.latest
 
 
 async def test_reordered_bus_messages_reach_a_live_client_once_in_order(settings):

@@ -11,7 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster.app import create_app
+from broadcaster.appkeys import METRICS
 from broadcaster.settings import Settings
+from channels.hub import HUB
 from channels.sse import HEARTBEAT
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_websocket import burst
@@ -144,3 +146,41 @@ async def test_heartbeat_comment_arrives_when_idle(quick_heartbeat_client):
 def test_default_heartbeat_is_under_20_seconds(settings):
     """The contract asks for a heartbeat at least every 20 s."""
     assert create_app(settings)[HEARTBEAT] < 20
+
+
+async def test_live_events_reach_an_http_1_0_stream(client, editor):
+    """A stream that cannot be chunked (HTTP/1.0) gets live events as bare bytes, in order."""
+    incident = await create_incident(client, editor)
+    await post_entry(client, editor, incident["id"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    path = f"/api/incidents/{incident['id']}/events"
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    async with asyncio.timeout(TIMEOUT):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") and b"Transfer-Encoding" not in head
+        assert await reader.readuntil(b"id: 1\n")
+        for _ in range(3):
+            await post_entry(client, editor, incident["id"])
+        ids = []
+        while len(ids) < 3:
+            line = await reader.readline()
+            assert line.startswith((b"id: ", b"event: ", b"data: ", b"\n")), line  # no chunking
+            if line.startswith(b"id: "):
+                ids.append(int(line[4:]))
+    writer.close()
+    assert ids == [2, 3, 4]
+
+
+async def test_dropped_stream_says_where_to_resume_and_ends(client, editor):
+    """A stream cut off as too slow ends with a comment naming its last seq, then closes."""
+    incident = await create_incident(client, editor)
+    await post_entry(client, editor, incident["id"])
+    response = await client.get(f"/api/incidents/{incident['id']}/events")
+    assert await entry_events(response, 1) == [1]
+    (subscription,) = client.app[HUB].subscriptions[incident["id"]]
+    subscription.drop()
+    assert await read_event(response) == {":": "too slow: reconnect with Last-Event-ID 1"}
+    async with asyncio.timeout(TIMEOUT):
+        assert await response.content.read() == b""
+    registry = client.app[METRICS].registry
+    assert registry.get_sample_value("broadcaster_slow_clients_closed_total") == 1
