@@ -37,6 +37,7 @@ from aiohttp import web
 from .clientaddr import source_of
 from .clock import format_ts, now
 from .errors import Forbidden, TooManyRequests, Unauthorized, Unprocessable
+from .middleware import STAFF_ANSWER
 from .model import ROLES, Actor
 from .store import tokens as tokens_store
 from .store.contract import JobDatabase as Database
@@ -148,6 +149,7 @@ async def optional_actor(request: web.Request) -> Actor | None:
     header = request.headers.get("Authorization")
     if header is None:
         return None
+    STAFF_ANSWER.set(True)  # whatever follows is a staff answer: never stored by caches
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use 'Authorization: Bearer <token>'", code="bad_authorization")

@@ -10,9 +10,11 @@ requests are refused (405, no CORS headers), so no other origin's script can
 send a write, or a request carrying a bearer token, from a browser.
 
 ``on_prepare`` runs for every answer as its headers go out, streams included:
-``Server`` names no version; an answer to a request carrying a token (and a
-401 or 403) is ``Cache-Control: no-store``, so no cache or browser history
-keeps what only staff may see (a webhook's secret, pending questions); and
+``Server`` names no version; a staff answer (the handler checked a presented
+token: ``auth`` sets ``STAFF_ANSWER`` in the request's task) and every 401
+or 403 is ``Cache-Control: no-store``, so no cache or browser history keeps
+what only staff may see (a webhook's secret, pending questions), while a
+public feed fetched with a token keeps its own caching; and
 ``Strict-Transport-Security`` is sent when ``BROADCASTER_PUBLIC_URL`` is https.
 """
 
@@ -22,6 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -87,6 +90,8 @@ def secure(request: web.Request, response: web.StreamResponse) -> None:
 
 
 HSTS = "max-age=31536000"
+#: Set in a request's task once its handler has checked a token (see the docstring).
+STAFF_ANSWER: ContextVar[bool] = ContextVar("staff_answer", default=False)
 
 
 def on_prepare(https: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
@@ -97,7 +102,7 @@ def on_prepare(https: bool) -> Callable[[web.Request, web.StreamResponse], Await
         headers["Server"] = "broadcaster"
         if https:
             headers.setdefault("Strict-Transport-Security", HSTS)
-        if "Authorization" in request.headers or response.status in (401, 403):
+        if STAFF_ANSWER.get() or response.status in (401, 403):
             headers["Cache-Control"] = "no-store"
 
     return prepare

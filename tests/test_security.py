@@ -440,6 +440,8 @@ async def test_staff_answers_are_not_stored_and_server_names_no_version(
             assert response.headers["Cache-Control"] == "no-store", response.url
         public = await client.get(f"/api/incidents/{iid}")
         assert public.headers.get("Cache-Control") != "no-store"
+        feed = await client.get("/feed.atom", headers=admin)  # public, whoever fetches it
+        assert feed.headers["Cache-Control"] == "no-cache"
         stream = await client.get(f"/api/incidents/{iid}/events")
         page = await client.get(f"/incidents/{iid}", headers={"Accept": "text/html"})
         for response in (created, public, stream, page, await client.get("/feed.atom")):
