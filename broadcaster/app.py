@@ -8,7 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from . import audit_api, drafts, figures_api, questions, redaction, review, search, tokens_api
+from . import (
+    audit_api,
+    drafts,
+    figures_api,
+    questions,
+    redaction,
+    review,
+    search,
+    sitelog,
+    tokens_api,
+)
 from .api import entries, incidents, metrics_api, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import TOKENS, Tokens
@@ -61,7 +71,7 @@ def create_app(
     app.cleanup_ctx.append(_open_parts)
     setup_live_caps(app, settings.max_live_per_client, settings.max_live)
     core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
-    for module in (*core, review, redaction, drafts, audit_api):
+    for module in (*core, sitelog, review, redaction, drafts, audit_api):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)

@@ -90,6 +90,8 @@ class Settings:
     proxy_header: str = "x-forwarded-for"
     max_live_per_client: int = 500
     max_live: int | None = None
+    log_origin: str | None = None
+    witnesses: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -176,6 +178,12 @@ class Settings:
         for name in ("ICP_FILING", "POLICE_FILING", "SITE_CODE"):
             if (raw := get(name)) is not None:
                 values[name.lower()] = raw.strip()
+        if raw := get("LOG_ORIGIN"):
+            if any(c.isspace() for c in raw) or "+" in raw:
+                raise ConfigError(f"{PREFIX}LOG_ORIGIN must be one line without spaces or '+'")
+            values["log_origin"] = raw
+        if raw := get("WITNESSES"):
+            values["witnesses"] = _witnesses(raw)
         values.update(overrides)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -185,3 +193,23 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def origin(self) -> str:
+        """Return ``BROADCASTER_LOG_ORIGIN``, else the public URL without its scheme, plus /log."""
+        if self.log_origin:
+            return self.log_origin
+        return self.public_url.split("://", 1)[-1].rstrip("/") + "/log"
+
+
+def _witnesses(raw: str) -> tuple[str, ...]:
+    """Check ``VKEY@URL,...`` now, so a typo stops the start rather than every submission."""
+    from .log.client import WitnessEndpoint
+
+    specs = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for spec in specs:
+        try:
+            WitnessEndpoint.parse(spec)
+        except ValueError as exc:  # a NoteError is one
+            raise ConfigError(f"{PREFIX}WITNESSES: {exc}") from None
+    return specs

@@ -69,6 +69,15 @@ class Signer:
     def __repr__(self) -> str:
         return f"Signer(key_id={self.key_id!r})"
 
+    @property
+    def private(self) -> Ed25519PrivateKey:
+        """Return the private key, for the log's signed notes and key announcements."""
+        return self._private
+
+    def seed(self) -> str:
+        """Return the private key as ``BROADCASTER_SIGNING_KEY`` takes it (base64url seed)."""
+        return b64url(self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+
     @classmethod
     def load(cls, data_dir: Path, configured: str | None = None) -> Signer:
         """Load the configured key, else the data directory's, else create one there."""

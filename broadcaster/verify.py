@@ -80,8 +80,15 @@ def check_timeline(
     checkpoint: dict[str, Any] | None,
     keys: dict[str, Any],
     saved: dict[str, Any] | None = None,
+    *,
+    newer_allowed: bool = False,
 ) -> Report:
-    """Check everything and return a report; never raises on bad data."""
+    """Check everything and return a report; never raises on bad data.
+
+    ``newer_allowed``: the checkpoint was read before the entries, so entries
+    after its seq are expected (they were appended meanwhile); the caller
+    vouches for them otherwise (the log).
+    """
     report = Report(incident_id, len(entries))
     expected_prev = chain.genesis_hash(incident_id)
     hashes: dict[int, str] = {}
@@ -120,7 +127,7 @@ def check_timeline(
             report.fail(
                 checkpoint.get("seq"), "signed checkpoint does not match the timeline's hash there"
             )
-        elif checkpoint.get("seq") != head_seq:
+        elif checkpoint.get("seq") != head_seq and not newer_allowed:
             report.fail(None, f"checkpoint is at seq {checkpoint.get('seq')}, head at {head_seq}")
     if saved is not None:
         problem = verify_checkpoint(saved, keys)

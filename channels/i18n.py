@@ -156,6 +156,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "verify_ok": ("完整：{n} 条，签名有效", "Intact: {n} entries, signature valid"),
     "verify_bad": ("发现篡改：第 {seq} 条 {what}", "Tampering found: entry {seq}: {what}"),
     "verify_sig": ("发现篡改：签名无效", "Tampering found: the signature is not valid"),
+    "verify_tampered": ("发现篡改：{what}", "Tampering found: {what}"),
     "verify_error": ("无法核验：{why}", "Could not check: {why}"),
     "noscript": (
         "实时更新需要启用 JavaScript；本页内容已是最新，可点击“刷新”获取新动态。",

@@ -29,7 +29,8 @@ SUMMARY_HEAD = 200
 JS_LABELS = (
     "new_entries", "reconnecting", "corrected_at", "see_correction", "corrects", "redacts",
     "approved_by", "pause", "resume", "overdue", "copy_link", "copied", "verify_checking",
-    "verify_ok", "verify_bad", "verify_sig", "verify_error", "status.active", "status.resolved",
+    "verify_ok", "verify_bad", "verify_sig", "verify_error", "verify_tampered", "status.active",
+    "status.resolved",
 )  # fmt: skip
 
 

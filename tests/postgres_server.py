@@ -148,7 +148,7 @@ class PostgresServer:
         standby.dir.mkdir()
         _chown(standby.dir)
         self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                  "-D", str(standby.data), "-R", "-X", "stream")  # fmt: skip
+                  "-D", str(standby.data), "-R", "-X", "stream", "--checkpoint=fast")  # fmt: skip
         standby.set(f"port = {standby.port}")
         standby.set(f"unix_socket_directories = '{standby.dir}'")
         standby.set("synchronous_standby_names = ''")

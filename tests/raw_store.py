@@ -24,7 +24,7 @@ from broadcaster.store import database_path
 from broadcaster.store.pg_conn import PgConnection
 
 #: The tables whose triggers refuse UPDATE and DELETE.
-APPEND_ONLY = ("entries", "checkpoints", "audit")
+APPEND_ONLY = ("entries", "checkpoints", "audit", "log_leaves", "log_hashes", "incident_creations")
 #: What a refused write raises, on either backend.
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
 

@@ -71,7 +71,7 @@ async def test_export_then_verify_offline(
 ) -> None:
     """The archive holds every entry and checkpoint, and verifies with no network (exit 0)."""
     data = await asyncio.to_thread(load, archive)
-    assert data["format"] == "broadcaster-archive/1"
+    assert data["format"] == "broadcaster-archive/2"
     assert [e["seq"] for e in data["entries"]] == [1, 2, 3, 4]
     assert [c["seq"] for c in data["checkpoints"]] == [1, 2, 3, 4]
     assert data["incident"]["head"]["seq"] == 4

@@ -19,7 +19,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broadcaster import chain, markdown
+from broadcaster.log import records
+from broadcaster.log.checkpoint import Checkpoint, sign_checkpoint
+from broadcaster.log.merkle import leaf_hash
+from broadcaster.log.note import Ed25519Verifier, verify_note
 from broadcaster.signing import Signer, key_id_of, verify_checkpoint
+from broadcaster.sitelog import note_signer
 from broadcaster.verify import check_timeline
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "integrity.md"
@@ -55,7 +60,8 @@ def test_every_example_is_present() -> None:
     expected = {
         "incident_id", "genesis_hash", "salt", "body", "content_input_hex", "content_hash",
         "record_bytes", "hash", "entry", "signing_seed", "public_key", "key_id",
-        "checkpoint_bytes", "checkpoint", "keys", "verifier",
+        "checkpoint_bytes", "checkpoint", "keys", "verifier", "creation_record",
+        "creation_hash", "leaf_0", "leaf_1", "leaf_hashes", "log_vkey", "log_checkpoint",
     }  # fmt: skip
     assert set(EX) == expected
 
@@ -180,3 +186,39 @@ def test_both_verifiers_refuse_a_changed_example(field: str, value: Any) -> None
     assert not check_timeline(*args).ok
     with pytest.raises(AssertionError):
         documented_verifier()(*args)
+
+
+def test_log_entries_and_checkpoint() -> None:
+    """The log example: creation record, leaves, leaf hashes, root, vkey and signed note."""
+    record = EX["creation_record"].encode("utf-8")
+    assert canon(json.loads(record)) == record
+    assert sha(record) == EX["creation_hash"] == records.creation_hash(json.loads(record))
+    leaves = [EX["leaf_0"].encode("utf-8"), EX["leaf_1"].encode("utf-8")]
+    incident = EX["incident_id"]
+    assert leaves[0] == canon({"hash": EX["creation_hash"], "incident": incident, "seq": 0})
+    assert leaves[1] == canon({"hash": EX["hash"], "incident": incident, "seq": 1})
+    assert leaves == [records.incident_leaf(incident, 0, EX["creation_hash"]),
+                      records.incident_leaf(incident, 1, EX["hash"])]  # fmt: skip
+    hashes = [hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    assert [h.hex() for h in hashes] == EX["leaf_hashes"].split("\n")
+    assert hashes == [leaf_hash(leaf) for leaf in leaves]
+    note = EX["log_checkpoint"] + "\n"
+    text, _, line = note.partition("\n\n")
+    origin, size, root = text.split("\n")
+    assert (origin, size) == ("news.example.gov.cn/log", "2")
+    assert base64.b64decode(root) == hashlib.sha256(b"\x01" + hashes[0] + hashes[1]).digest()
+    public = unb64(EX["public_key"])
+    key_id = hashlib.sha256(origin.encode() + b"\n\x01" + public).digest()[:4]
+    material = base64.b64encode(b"\x01" + public).decode()
+    vkey = f"{origin}+{key_id.hex()}+{material}"
+    assert vkey == EX["log_vkey"]
+    dash, name, signature = line.rstrip("\n").split(" ")
+    assert (dash, name) == ("\u2014", origin)
+    raw = base64.b64decode(signature)
+    assert raw[:4] == key_id
+    private = Ed25519PrivateKey.from_private_bytes(unb64(EX["signing_seed"]))
+    private.public_key().verify(raw[4:], (text + "\n").encode())
+    verify_note(note, [Ed25519Verifier.from_vkey(EX["log_vkey"])])
+    signer = Signer.load(Path("/nonexistent"), EX["signing_seed"])
+    checkpoint = Checkpoint(origin, 2, base64.b64decode(root))
+    assert sign_checkpoint(checkpoint, [note_signer(signer, origin)]) == note

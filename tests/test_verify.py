@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import create_incident, post_entry
+from log_sites import log_at
 from raw_store import raw_store
 from serve_process import free_port
 
@@ -194,10 +195,12 @@ async def test_a_saved_checkpoint_catches_a_re_signed_rewrite(
     """A rewrite re-signed with the server's key passes alone, not against a saved checkpoint."""
     saved = await saved_checkpoint(client, timeline, tmp_path / "cp.json")
     await post_entry(client, editor, timeline)
+    await log_at(str(client.make_url("/")), 5)  # the creation and 4 entries are logged
     rewrite_history(settings, client, timeline, 2)
-    assert await verify(client, timeline) == 0  # self-consistent: only the saved head can tell
+    # Without the log only the saved head could tell; the log still holds the old hashes.
+    assert await verify(client, timeline) == 1
     capsys.readouterr()
     assert await verify(client, timeline, "--checkpoint", str(saved)) == 1
     err = capsys.readouterr().err
-    assert "TAMPERED: first bad seq 3\n" in err
+    assert "TAMPERED: first bad seq 2\n" in err  # the log names the rewritten entry itself
     assert "history was rewritten" in err

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import PUBLISHER, SIGNER, STORE
+from ..appkeys import DB, PUBLISHER, SETTINGS, STORE
 from ..auth import require
 from ..chain import canonical_json
 from ..drafts import Remember, approval_required, hold
@@ -18,6 +18,8 @@ from ..figures import check_figures
 from ..jsonbody import read_object
 from ..model import Actor, NewEntry
 from ..review import outcome_of, review_hooks
+from ..sitelog import keys_document
+from ..store import log as log_store
 from ..store import tokens as tokens_store
 from ..timeline import AppendCheck, Head
 from .common import incident_or_404, json_response, query_int, remote_of, seq_param
@@ -185,8 +187,11 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 
 
 async def get_keys(request: web.Request) -> web.Response:
+    """Return every key the site has used, with its period (the log announces each change)."""
+    rows = await request.app[DB].read(log_store.key_rows)
+    document = keys_document(request.app[SETTINGS].origin, rows)
     return json_response(
-        request.app[SIGNER].keys_document(), headers={"Access-Control-Allow-Origin": "*"}
+        document, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
     )
 
 

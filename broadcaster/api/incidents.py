@@ -9,13 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import STORE
+from ..appkeys import DB, STORE
 from ..auth import require
 from ..errors import Unprocessable
 from ..fields import Field, check_object
 from ..jsonbody import read_object
 from ..model import SEVERITIES
 from ..review import review_text
+from ..store import log as log_store
 from .common import incident_or_404, json_response, remote_of
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -82,7 +83,11 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 
 async def get_incident(request: web.Request) -> web.Response:
+    """Return the incident with its creation record, which the log's seq-0 leaf commits to."""
     incident: dict[str, Any] = await incident_or_404(request)
+    incident["creation"] = await request.app[DB].read(
+        lambda c: log_store.creation(c, incident["id"])
+    )
     return json_response(incident)
 
 

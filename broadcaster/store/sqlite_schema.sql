@@ -230,3 +230,56 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_by_delivery ON delivery_attempts (delivery, n);
+
+-- from broadcaster/store/log.py: the site's transparency log (docs/integrity.md)
+CREATE TABLE IF NOT EXISTS log_leaves (
+    idx INTEGER PRIMARY KEY,
+    incident TEXT,
+    seq INTEGER,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_leaves_by_incident ON log_leaves (incident, seq);
+CREATE TABLE IF NOT EXISTS log_hashes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    published_at TEXT
+);
+CREATE TABLE IF NOT EXISTS log_cosignatures (
+    size INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    line TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (size, witness)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incident_creations (
+    incident TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    hash TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signing_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_until TEXT,
+    announced_at INTEGER
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS log_leaves_no_update BEFORE UPDATE ON log_leaves
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_leaves_no_delete BEFORE DELETE ON log_leaves
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_hashes_no_update BEFORE UPDATE ON log_hashes
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_hashes_no_delete BEFORE DELETE ON log_hashes
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS incident_creations_no_update BEFORE UPDATE ON incident_creations
+BEGIN SELECT RAISE(ABORT, 'creation records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS incident_creations_no_delete BEFORE DELETE ON incident_creations
+BEGIN SELECT RAISE(ABORT, 'creation records are append-only'); END;

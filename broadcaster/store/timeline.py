@@ -5,8 +5,10 @@ reading the head and writing ``seq + 1`` happen in one transaction that no
 other append can interleave with (SQLite's single writer; on PostgreSQL the
 write lock of every group plus ``FOR UPDATE`` on the incident's row), so
 ``seq`` is gapless and the chain cannot fork. The entry, its content, its
-signed checkpoint, the incident's new head, the audit row and whatever the
-registered hooks write (deliveries, search index) commit together.
+signed checkpoint, the incident's new head, its leaf in the site's
+transparency log (``broadcaster.store.log``), the audit row and whatever the
+registered hooks write (deliveries, search index) commit together; an
+incident's creation commits with its seq-0 leaf the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 from .. import chain, markdown
 from ..clock import format_ts, now, parse_ts
 from ..errors import ConfigError, Conflict, NotFound, Unavailable
+from ..log.records import creation_record
 from ..model import Actor, Entry, NewEntry
-from ..signing import Signer
+from ..signing import Signer, b64url
 from ..timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+from . import log as log_store
 from .pg_conn import dialect_of
 from .sqlite import Database
 
@@ -116,14 +120,18 @@ class TimelineStore:
         self.signer = signer
 
     async def open(self) -> None:
+        """Open the store, refuse a key that is not the site's current one, build a missing log."""
         await self.db.open()
-        signed_by = await self.db.read(latest_key_id)
-        if signed_by is not None and signed_by != self.signer.key_id:
+        public = b64url(self.signer.public_raw)
+
+        def prepare(conn: Any) -> None:
+            log_store.prepare(conn, self.signer.key_id, public, latest_key_id(conn))
+
+        try:
+            await self.db.write(prepare)
+        except ConfigError:
             await self.db.close()
-            raise ConfigError(
-                f"this node signs with key {self.signer.key_id} but the store's latest checkpoint"
-                f" was signed with {signed_by}: give every node the site's BROADCASTER_SIGNING_KEY"
-            )
+            raise
 
     async def close(self) -> None:
         await self.db.close()
@@ -172,7 +180,9 @@ class TimelineStore:
                 conn, actor, "incident.create", incident_id, {"title": fields["title"]}, remote
             )
             row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-            return incident_dict(row)
+            record = creation_record(incident_id, {**row, "created_by": actor.public()})
+            log_store.log_creation(conn, incident_id, record)
+            return {**incident_dict(row), "creation": log_store.creation(conn, incident_id)}
 
         return await self.db.write(job)
 
@@ -279,6 +289,7 @@ class TimelineStore:
             "INSERT INTO checkpoints (incident, seq, record) VALUES (?, ?, ?)",
             (incident_id, entry.seq, json.dumps(checkpoint)),
         )
+        log_store.log_entry(conn, incident_id, entry.seq, entry.hash)
         audit_row(conn, actor, f"entry.{new.kind}", f"{incident_id}#{entry.seq}", None, remote)
         for hook in hooks:
             hook(conn, incident, entry)

@@ -7,7 +7,7 @@ primary="$1"
 data="${2:-/var/lib/postgresql/16/main}"
 # -R writes standby.signal and primary_conninfo; the application_name is the name
 # the primary's synchronous_standby_names waits for.
-pg_basebackup -h "$primary" -U replicator -D "$data" -R -X stream -P
+pg_basebackup -h "$primary" -U replicator -D "$data" -R -X stream -P --checkpoint=fast
 echo "primary_conninfo = 'host=$primary user=replicator application_name=standby1'" \
   >> "$data/postgresql.auto.conf"
 echo "standby ready: start PostgreSQL, then check on the primary:"

@@ -1,4 +1,4 @@
-"""``deploy/nginx.conf`` in front of two Redis-mode nodes: WebSocket, SSE, feeds, readiness.
+"""``deploy/nginx.conf`` in front of two nodes (PostgreSQL, Redis): WebSocket, SSE, feeds, readiness.
 
 The example file is used as shipped, with only what a deployment changes
 replaced: the upstream addresses (two nodes on loopback ports), the listen
@@ -68,13 +68,15 @@ def key() -> str:
 
 
 @pytest.fixture
-async def two_nodes(tmp_path: Path, redis_url: str, key: str) -> AsyncIterator[list[TestClient]]:
+async def two_nodes(
+    tmp_path: Path, database_url: str, redis_url: str, key: str
+) -> AsyncIterator[list[TestClient]]:
     clients = []
     try:
         for name in "ab":
             settings = Settings.from_env(
-                {}, data_dir=tmp_path / name, public_url="http://x.test", redis_url=redis_url,
-                signing_key=key,
+                {}, data_dir=tmp_path / name, public_url="http://x.test",
+                database_url=database_url, redis_url=redis_url, signing_key=key,
             )  # fmt: skip
             client = TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0))
             await client.start_server()

@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, make_token
 from serve_process import free_port
-from test_redis_deploy import local_config, nginx_binary
+from test_deploy_proxy import local_config, nginx_binary
 
 from broadcaster import auth
 from broadcaster.app import create_app
