@@ -112,8 +112,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"Broadcaster on http://{settings.host}:{settings.port}/ (data in {settings.data_dir})",
         flush=True,
     )
-    print(trust_notice(settings), flush=True)
-    print(f"File descriptors: {nofile}.", flush=True)
+    notice = trust_notice(settings) + f"\nFile descriptors: {nofile}."
+
+    async def tell(_: web.Application) -> None:  # after the admin token: the last start-up line
+        print(notice, flush=True)
+
+    app.on_startup.append(tell)
     descriptors = app[DESCRIPTORS]
     for handler in logging.getLogger().handlers:  # running out of descriptors logs once a while
         handler.addFilter(descriptors.filter)

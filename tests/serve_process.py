@@ -89,12 +89,20 @@ class ServeProcess:
                 raise RuntimeError("broadcaster serve exited:\n" + "".join(self.lines))
             try:
                 with urllib.request.urlopen(self.base + "/readyz", timeout=1) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self._told_all(deadline):
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.02)  # the port is not open yet; nothing to await across processes
         self.kill()
         raise RuntimeError("broadcaster serve did not become ready:\n" + "".join(self.lines))
+
+    def _told_all(self, deadline: float) -> bool:
+        """Wait until the thread has read the start-up output (its last line names descriptors)."""
+        while time.monotonic() < deadline:
+            if any(line.startswith("File descriptors:") for line in self.lines):
+                return True
+            time.sleep(0.01)  # another thread reads the pipe; nothing to await across threads
+        return False
 
     def _collect(self) -> None:
         assert self.process is not None and self.process.stdout is not None
