@@ -11,7 +11,9 @@ taking them all:
   reserve (a quarter, at least 64) kept for staff posts, the store, the bus
   and ordinary requests.
 
-Over either cap the stream is refused before it starts with 429
+The live handlers are wrapped with ``capped`` (channels.websocket,
+channels.sse), so no other request pays for the check. Over either cap the
+stream is refused before it starts with 429
 ``too_many_live_connections`` and a ``Retry-After``, and the connection is
 closed, so a refused client holds no descriptor either. A stream's slot is held by
 the request's own task and freed when that task ends (after the WebSocket's
@@ -32,7 +34,6 @@ import errno
 import logging
 import math
 import os
-import re
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,6 @@ from .middleware import error_response
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-LIVE_PATH = re.compile(r"^/(?:ws/incidents/[^/]+|api/incidents/[^/]+/events)$")
 LOG_INTERVAL = 10.0
 RETRY_AFTER = 30
 _EXHAUSTED = (errno.EMFILE, errno.ENFILE)
@@ -174,25 +174,29 @@ LIVE_LIMITS = web.AppKey("live_limits", LiveLimits)
 DESCRIPTORS = web.AppKey("descriptors", Descriptors)
 
 
-@web.middleware
-async def live_cap(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Hold a live slot for the whole life of a stream request (see the module docstring)."""
-    if request.method != "GET" or LIVE_PATH.match(request.path) is None:
-        return await handler(request)
-    try:
-        release = request.app[LIVE_LIMITS].acquire(source_of(request.remote))
-    except TooManyRequests as refused:
-        response = error_response(refused.status, refused.body(), refused.headers)
-        response.force_close()  # a refused viewer keeps no descriptor here either
-        return response
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - aiohttp always runs a handler in a task
+def capped(handler: Handler) -> Handler:
+    """Wrap a live handler so that it holds a slot for the whole life of its stream."""
+
+    async def live(request: web.Request) -> web.StreamResponse:
         try:
-            return await handler(request)
-        finally:
-            release()
-    task.add_done_callback(lambda _: release())
-    return await handler(request)
+            release = request.app[LIVE_LIMITS].acquire(source_of(request.remote))
+        except TooManyRequests as refused:
+            response = error_response(refused.status, refused.body(), refused.headers)
+            response.force_close()  # a refused viewer keeps no descriptor here either
+            return response
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aiohttp always runs a handler in a task
+            try:
+                return await handler(request)
+            finally:
+                release()
+        # The task ends after aiohttp's own write_eof, i.e. after a WebSocket's close.
+        task.add_done_callback(lambda _: release())
+        return await handler(request)
+
+    live.__name__ = live.__qualname__ = handler.__name__
+    live.__module__ = handler.__module__
+    return live
 
 
 def open_descriptors() -> int | None:
@@ -209,7 +213,6 @@ def setup(app: web.Application, per_client: int, total: int | None) -> None:
     if total is None:
         total = default_total(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     app[LIVE_LIMITS] = LiveLimits(per_client, total, descriptors)
-    app.middlewares.append(live_cap)
 
     async def watch(app: web.Application) -> None:
         descriptors.install(asyncio.get_running_loop())

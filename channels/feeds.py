@@ -224,11 +224,22 @@ def not_modified(request: web.Request, etags: tuple[str, ...], modified: datetim
     return False
 
 
+#: ``Accept-Encoding`` values seen, and whether each takes gzip (browsers send a few).
+_GZIP_OK: dict[str, bool] = {}
+
+
 def accepts_gzip(request: web.Request) -> bool:
     """Tell whether the client takes gzip (``Accept-Encoding``, honouring ``q=0``)."""
     accept = request.headers.get("Accept-Encoding", "")
-    if "gzip" not in accept:
-        return False
+    found = _GZIP_OK.get(accept)
+    if found is None:
+        found = _parse_gzip(accept)
+        if len(_GZIP_OK) < 256:  # bounded: odd values are parsed each time instead
+            _GZIP_OK[accept] = found
+    return found
+
+
+def _parse_gzip(accept: str) -> bool:
     for part in accept.split(","):
         coding, _, params = part.partition(";")
         if coding.strip().lower() == "gzip":

@@ -45,6 +45,7 @@ from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 from broadcaster.errors import BadRequest
+from broadcaster.livecap import capped
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -210,5 +211,5 @@ def setup(app: web.Application) -> None:
     if HUB not in app:
         raise RuntimeError("list channels.hub before channels.sse")
     app.setdefault(HEARTBEAT, DEFAULT_HEARTBEAT)
-    app.router.add_get("/api/incidents/{incident}/events", events)
+    app.router.add_get("/api/incidents/{incident}/events", capped(events))
     app.cleanup_ctx.append(_heartbeats)

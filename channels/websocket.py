@@ -52,6 +52,7 @@ from prometheus_client import Gauge
 from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
+from broadcaster.livecap import capped
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -217,5 +218,5 @@ def setup(app: web.Application) -> None:
     if HUB not in app:
         raise RuntimeError("list channels.hub before channels.websocket")
     app.setdefault(HEARTBEAT, DEFAULT_HEARTBEAT)
-    app.router.add_get("/ws/incidents/{incident}", websocket)
+    app.router.add_get("/ws/incidents/{incident}", capped(websocket))
     app.cleanup_ctx.append(_ping_all)
