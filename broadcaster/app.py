@@ -26,7 +26,7 @@ from .bus import Bus, MemoryBus
 from .clientaddr import ClientAddress
 from .livecap import setup as setup_live_caps
 from .metrics import Metrics
-from .middleware import errors, on_prepare
+from .middleware import HTTPS, errors
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
 from .ratelimit import shared_window
@@ -58,7 +58,7 @@ def create_app(
         )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
-    app.on_response_prepare.append(on_prepare(settings.public_url.startswith("https://")))
+    app[HTTPS] = settings.public_url.startswith("https://")
     app[SIGNER] = signer
     app[STORE] = store
     app[DB] = store.db

@@ -46,6 +46,7 @@ from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 from broadcaster.errors import BadRequest
 from broadcaster.livecap import capped
+from broadcaster.middleware import SERVER
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -166,6 +167,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
+            "Server": SERVER,
             "Access-Control-Allow-Origin": "*",
         }
     )

@@ -53,6 +53,7 @@ from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 from broadcaster.livecap import capped
+from broadcaster.middleware import SERVER
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -178,6 +179,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=MAX_CLIENT_MESSAGE,
         timeout=CLOSE_GRACE,
     )
+    ws.headers["Server"] = SERVER
     subscription = WebSocketSubscription(hub, request.match_info["incident"], after, ws)
     # Subscribe before reading anything, so nothing posted meanwhile is missed.
     hub.subscribe(subscription)
