@@ -1,5 +1,12 @@
 """Measure requests/s of a cached feed against nginx serving the same bytes, in one run.
 
+Three servers answer for the same feed: ``broadcaster`` directly, ``proxy``
+(nginx in front of it with the feed ``location`` of ``deploy/nginx.conf``
+taken from that file as shipped: a 1 s cache, revalidated, ``X-Cache``
+reported) and ``nginx`` serving the feed's bytes as a static file (the
+reference). After the load the proxy's staleness is measured: an entry is
+posted and the proxied feed is polled until it shows it.
+
 Starts ``broadcaster serve`` (one process) on a free loopback port with a
 temporary data directory, creates an incident with 30 entries, fetches its
 Atom feed, writes those exact bytes into a temporary nginx root, and starts
@@ -64,6 +71,44 @@ http {{
 """
 
 
+PROXY = """\
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/proxy.pid;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream broadcaster {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    proxy_cache_path {prefix}/cache keys_zone=feeds:10m max_size=256m inactive=10m;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+{location}
+    }}
+}}
+"""
+FEED_LOCATION = re.compile(r"^ *location ~ \^/\(incidents.*?feed.*?^ *}$", re.M | re.S)
+
+
+def deploy_feed_location() -> str:
+    """Return the feed ``location`` block of ``deploy/nginx.conf``, as shipped."""
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    found = FEED_LOCATION.search(text)
+    if found is None:
+        raise RuntimeError("deploy/nginx.conf has no feed location")
+    return found.group(0)
+
+
 def pin(cpu: int) -> list[str]:
     """Return a ``taskset`` prefix so server and load generator do not share a core."""
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
@@ -93,13 +138,30 @@ def call(base: str, token: str, path: str, body: dict[str, object]) -> dict[str,
         return dict(json.load(response))
 
 
-def start_nginx(prefix: Path, port: int) -> subprocess.Popen[bytes]:
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX.format(prefix=prefix, port=port))
+def start_nginx(prefix: Path, name: str, text: str) -> subprocess.Popen[bytes]:
+    conf = prefix / f"{name}.conf"
+    conf.write_text(text)
     return subprocess.Popen(
         [*pin(SERVER_CPU), "/usr/sbin/nginx", "-p", str(prefix), "-c", str(conf)],
         stderr=subprocess.DEVNULL,
     )
+
+
+def cache_status(url: str) -> str:
+    with urllib.request.urlopen(url) as response:
+        return str(response.headers.get("X-Cache"))
+
+
+def staleness(base: str, token: str, incident: str, proxied: str) -> float:
+    """Post an entry and return the seconds until the proxied feed shows it."""
+    marker = f"staleness probe {time.time()}"
+    call(base, token, f"/api/incidents/{incident}/entries", {"body": marker})
+    posted = time.monotonic()
+    while marker.encode() not in urllib.request.urlopen(proxied).read():
+        if time.monotonic() - posted > 30:
+            raise RuntimeError("the proxied feed never showed the new entry")
+        time.sleep(0.05)
+    return time.monotonic() - posted
 
 
 def wrk(url: str, args: argparse.Namespace, etag: str | None = None) -> float:
@@ -137,10 +199,10 @@ def main() -> int:
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-feeds-"))
     workdir.chmod(0o755)  # nginx's worker drops root and must read www/
-    ours_port, nginx_port = free_port(), free_port()
+    ours_port, nginx_port, proxy_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{ours_port}"
     server, token = start_server(workdir / "data", ours_port, pin(SERVER_CPU))
-    nginx = None
+    nginx = proxy = None
     try:
         wait_for(base + "/healthz")
         incident = call(
@@ -154,18 +216,36 @@ def main() -> int:
             feed = response.read()
         (workdir / "www").mkdir()
         (workdir / "www" / "feed.atom").write_bytes(feed)
-        nginx = start_nginx(workdir, nginx_port)
+        nginx = start_nginx(workdir, "nginx", NGINX.format(prefix=workdir, port=nginx_port))
         nginx_url = f"http://127.0.0.1:{nginx_port}/feed.atom"
+        proxy_conf = PROXY.format(
+            prefix=workdir, port=proxy_port, upstream=ours_port, location=deploy_feed_location()
+        )
+        proxy = start_nginx(workdir, "proxy", proxy_conf)
+        proxy_url = f"http://127.0.0.1:{proxy_port}/incidents/{incident['id']}/feed.atom"
         wait_for(nginx_url)
+        wait_for(proxy_url)
         results = {}
-        for name, url in (("broadcaster", feed_url), ("nginx", nginx_url)):
+        cases = (("broadcaster", feed_url), ("proxy", proxy_url), ("nginx", nginx_url))
+        for name, url in cases:
             wrk(url, argparse.Namespace(**{**vars(args), "seconds": 2}))  # warm-up
             results[name] = {"200": wrk(url, args), "304": wrk(url, args, etag_of(url))}
+        cache_status(proxy_url)
+        hit = cache_status(proxy_url)  # the second of two requests in a row: a cache HIT
+        stale = max(staleness(base, token, str(incident["id"]), proxy_url) for _ in range(5))
+
+        def ratio(name: str, kind: str) -> float:
+            return round(results[name][kind] / results["nginx"][kind], 3)
+
         report = {
             "feed_bytes": len(feed),
             "results": results,
-            "ratio_200": round(results["broadcaster"]["200"] / results["nginx"]["200"], 3),
-            "ratio_304": round(results["broadcaster"]["304"] / results["nginx"]["304"], 3),
+            "ratio_200": ratio("broadcaster", "200"),
+            "ratio_304": ratio("broadcaster", "304"),
+            "proxy_ratio_200": ratio("proxy", "200"),
+            "proxy_ratio_304": ratio("proxy", "304"),
+            "proxy_x_cache": hit,
+            "proxy_staleness_max_s": round(stale, 2),
             "wrk": f"-t{args.threads} -c{args.connections} -d{args.seconds}s",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -175,9 +255,10 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(10)
-        if nginx is not None:
-            nginx.terminate()
-            nginx.wait(10)
+        for process in (nginx, proxy):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

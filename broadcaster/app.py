@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import areas as areas_api
 from . import (
     audit_api,
     drafts,
@@ -71,7 +72,7 @@ def create_app(
     app.cleanup_ctx.append(_open_parts)
     setup_live_caps(app, settings.max_live_per_client, settings.max_live)
     core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
-    for module in (*core, sitelog, review, redaction, drafts, audit_api):
+    for module in (*core, sitelog, review, redaction, drafts, audit_api, areas_api):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)

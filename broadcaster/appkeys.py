@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from .bus import Bus
@@ -20,3 +22,6 @@ BUS = web.AppKey("bus", Bus)
 SIGNER = web.AppKey("signer", Signer)
 PUBLISHER = web.AppKey("publisher", Publisher)
 METRICS = web.AppKey("metrics", Metrics)
+#: Renders the HTML "not found" page for browsers (set by the pages, if loaded).
+NotFoundPage = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NOT_FOUND_PAGE: web.AppKey[NotFoundPage] = web.AppKey("not_found_page")

@@ -40,6 +40,11 @@ HASHED_FIELDS = (
     "redacts",
     "question",
     "update_interval_minutes",
+    "severity",
+    "advice",
+    "summary",
+    "area",
+    "pinned",
     "content_hash",
     "prev_hash",
 )

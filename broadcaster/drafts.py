@@ -45,14 +45,16 @@ from .markdown import render
 from .model import Actor, Entry, NewEntry
 from .review import Outcome
 from .store import drafts as drafts_store
-from .store.timeline import audit_row, incident_dict
+from .store.timeline import TimelineStore, audit_row, incident_dict
 from .timeline import AppendCheck, Head, check_kind_rules
 
 #: The members of a ``NewEntry`` a draft keeps; author and approver are set at approval.
 ENTRY_MEMBERS = (
     "kind", "body", "corrects", "status", "sms", "event_time", "figures", "redacts",
-    "question", "update_interval_minutes",
+    "question", "update_interval_minutes", "severity", "advice", "summary", "area", "pinned",
 )  # fmt: skip
+#: A held incident (``"kind": "incident"``) keeps the creation request's fields.
+INCIDENT_KIND = "incident"
 STATUSES = ("pending", "approved", "rejected")
 DRAFT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECT_FIELDS = (Field("reason", "text", required=True, nullable=False, max_len=2000),)
@@ -75,25 +77,31 @@ def draft_dict(row: Mapping[str, Any], viewer: Actor) -> dict[str, Any]:
     """Return a draft as the API serves it to ``viewer`` (``mine``: they wrote it)."""
     entry = json.loads(row["entry"])
     review = json.loads(row["review"])
-    seq = row["seq"]
     return {
         "id": row["id"],
         "incident": row["incident"],
         "status": row["status"],
         "created_at": row["created_at"],
         "author": {"name": row["author_name"], "department": row["author_department"]},
-        "entry": {**entry, "html": render(entry["body"])},
+        "entry": {**entry, "html": render(entry.get("body") or entry.get("summary") or "")},
         "findings": review.get("findings", []),
         "acknowledgement": review.get("acknowledgement"),
         "decided_at": row["decided_at"],
         "decided_by": json.loads(row["decided_by"]) if row["decided_by"] else None,
         "reason": row["reason"],
-        "published": (
-            {"seq": seq, "url": f"/incidents/{row['incident']}/entries/{seq}"} if seq else None
-        ),
+        "published": _published(row, entry),
         "redacted": bool(row["redacted"]),
         "mine": same_person(viewer, row),
     }
+
+
+def _published(row: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return where an approved draft is public: its entry, or the incident it created."""
+    if row["status"] != "approved":
+        return None
+    if entry.get("kind") == INCIDENT_KIND:
+        return {"seq": 0, "url": f"/incidents/{row['incident']}"}
+    return {"seq": row["seq"], "url": f"/incidents/{row['incident']}/entries/{row['seq']}"}
 
 
 async def approval_required(app: web.Application, incident_id: str) -> bool:
@@ -154,6 +162,74 @@ async def hold(
         return answer
 
     return await app[DB].write(job)
+
+
+async def hold_incident(
+    app: web.Application, fields: dict[str, Any], actor: Actor, *, remote: str | None = None
+) -> dict[str, Any]:
+    """Hold a new incident (already reviewed) as a pending draft; return the 202 answer.
+
+    Its id and SMS code are chosen now, so the draft names the incident it will
+    create; nothing of it is public before approval (a clash then answers 409
+    and the draft stays pending).
+    """
+    draft_id = secrets.token_urlsafe(12)
+
+    def job(conn: Any) -> dict[str, Any]:
+        chosen = dict(fields)
+        created_at = format_ts(now())
+        chosen["code"] = chosen.get("code") or TimelineStore.free_code(conn)
+        chosen["id"] = chosen.get("id") or TimelineStore.free_id(conn, chosen["code"], created_at)
+        if drafts_store.incident(conn, chosen["id"]) is not None:
+            raise Conflict(f"incident id {chosen['id']!r} is taken", code="id_taken", field="id")
+        entry = {"kind": INCIDENT_KIND, **chosen}
+        review: dict[str, Any] = {"findings": [], "acknowledgement": None}
+        drafts_store.insert(
+            conn,
+            draft_id,
+            chosen["id"],
+            created_at,
+            (actor.name, actor.department, actor.token_id),
+            json.dumps(entry, ensure_ascii=False),
+            json.dumps(review, ensure_ascii=False),
+        )
+        target = draft_target(chosen["id"], draft_id)
+        audit_row(conn, actor, "draft.create", target, {"kind": INCIDENT_KIND}, remote)
+        return {
+            "draft_id": draft_id,
+            "status": "pending",
+            "incident": chosen["id"],
+            "url": f"/api/drafts/{draft_id}",
+        }
+
+    return await app[DB].write(job)
+
+
+async def _approve_incident(
+    request: web.Request, row: Mapping[str, Any], actor: Actor, draft_id: str
+) -> web.Response:
+    """Create the incident a draft holds, marking the draft approved in the same transaction."""
+    stored = json.loads(row["entry"])
+    fields = {k: v for k, v in stored.items() if k != "kind"}
+    author = Actor(row["author_name"], row["author_department"], "editor", row["author_token"])
+    remote = remote_of(request)
+    target = draft_target(row["incident"], draft_id)
+
+    def mark_approved(conn: Any, incident: Mapping[str, Any]) -> None:
+        _pending(_draft_row(conn, draft_id))
+        by = json.dumps(actor.public(), ensure_ascii=False)
+        drafts_store.approve(conn, draft_id, incident["created_at"], by, 0)
+        detail = {"incident": incident["id"], "author": author.public()}
+        audit_row(conn, actor, "draft.approve", target, detail, remote)
+
+    incident = await request.app[STORE].create_incident(
+        fields, author, remote, hooks=(mark_approved,)
+    )
+    return json_response(
+        {**incident, "approved_by": actor.public()},
+        status=201,
+        headers={"Location": f"/api/incidents/{incident['id']}"},
+    )
 
 
 def _draft_id(request: web.Request) -> str:
@@ -227,6 +303,8 @@ async def approve(request: web.Request) -> web.Response:
     if same_person(actor, row):
         raise Forbidden("nobody approves their own draft", code="self_approval")
     _pending(row)
+    if json.loads(row["entry"]).get("kind") == INCIDENT_KIND:
+        return await _approve_incident(request, row, actor, draft_id)
     remote = remote_of(request)
     stored = json.loads(row["entry"])
     author = {"name": row["author_name"], "department": row["author_department"]}

@@ -28,6 +28,7 @@ from contextvars import ContextVar
 
 from aiohttp import web
 
+from .appkeys import NOT_FOUND_PAGE
 from .errors import HTTPError
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        page = request.app.get(NOT_FOUND_PAGE)
+        if exc.status == 404 and page and "text/html" in request.headers.get("Accept", ""):
+            return await page(request)  # a person with a mangled link gets a way on
         code = _AIOHTTP_CODES.get(exc.status, f"http_{exc.status}")
         message = exc.reason
         if exc.status == 413:

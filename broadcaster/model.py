@@ -15,8 +15,15 @@ ROLES = ("editor", "reviewer", "admin")
 ENTRY_ORDER = (
     "incident", "seq", "kind", "posted_at", "event_time", "author", "body", "html",
     "corrects", "status", "sms", "figures", "approved_by", "redacts", "question",
-    "update_interval_minutes", "salt", "content_hash", "prev_hash", "hash", "redacted",
+    "update_interval_minutes", "severity", "advice", "summary", "area", "pinned",
+    "salt", "content_hash", "prev_hash", "hash", "redacted", "corrected_by",
 )  # fmt: skip
+#: The incident state a ``status`` entry may change; a member it leaves alone is ``null``.
+STATE_FIELDS = (
+    "status", "severity", "advice", "summary", "area", "update_interval_minutes", "pinned",
+)  # fmt: skip
+#: At most this many entries are pinned as key events at once.
+MAX_PINNED = 8
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,11 @@ class NewEntry:
     redacts: int | None = None
     question: dict[str, Any] | None = None
     update_interval_minutes: int | None = None
+    severity: str | None = None
+    advice: str | None = None
+    summary: str | None = None
+    area: str | None = None
+    pinned: list[int] | None = None
     author: dict[str, str] | None = None
 
 
@@ -63,6 +75,10 @@ class Entry:
     salt: str | None
     html: str
     redacted: bool = False
+    #: Seqs of the corrections naming this entry (read from the timeline, not hashed).
+    corrected_by: tuple[int, ...] = ()
+    #: ``{"basis", "posted_at", "department", "seq"}`` of the redaction that withdrew the text.
+    redaction: dict[str, Any] | None = field(default=None, compare=False)
     _json: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
@@ -81,6 +97,7 @@ class Entry:
             "html": self.html,
             "salt": self.salt,
             "redacted": self.redacted,
+            "corrected_by": list(self.corrected_by),
         }
         return {name: merged[name] for name in ENTRY_ORDER}
 

@@ -17,4 +17,5 @@ BUILTIN_CHANNELS: tuple[str, ...] = (
     "channels.worker",
     "channels.cap",
     "channels.search_page",
+    "channels.area_pages",
 )

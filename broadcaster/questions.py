@@ -171,6 +171,14 @@ def question_stats(conn: Any, incident: str) -> dict[str, Any]:
     return {**counts, **questions_store.set_aside(conn, incident), "median_answer_seconds": median}
 
 
+async def read_question(request: web.Request) -> dict[str, Any]:
+    """Read a question as JSON, or as the live page's plain HTML form (no JavaScript needed)."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        form = await request.post()
+        return {name: str(value) for name, value in form.items()}
+    return await read_object(request)
+
+
 async def ask(request: web.Request) -> web.Response:
     source = source_of(remote_of(request))
     wait = await request.app[QUESTION_LIMITER].count(source)
@@ -179,7 +187,7 @@ async def ask(request: web.Request) -> web.Response:
         error.headers["Retry-After"] = str(math.ceil(wait))
         raise error
     incident = await incident_or_404(request)
-    fields = check_object(await read_object(request), ASK_FIELDS)
+    fields = check_object(await read_question(request), ASK_FIELDS)
     if len(fields["text"].strip()) < MIN_CHARS:
         raise Unprocessable(
             f"a question needs at least {MIN_CHARS} characters", code="too_short", field="text"

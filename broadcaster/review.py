@@ -50,6 +50,8 @@ ACKNOWLEDGE_FIELDS = (
     Field("reason", "text", required=True, nullable=False, max_len=1000),
 )
 OUTCOME_KEY = "review"
+#: The text members of a status entry, reviewed like the body.
+STATE_TEXT = ("advice", "summary", "area")
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,17 @@ def review_entry(new: NewEntry, options: dict[str, Any], actor: Actor) -> NewEnt
         acknowledgement=parse_acknowledge(options.get("acknowledge")),
     )
     options[OUTCOME_KEY] = outcome
-    return new if outcome.text == new.body else replace(new, body=outcome.text)
+    if outcome.text != new.body:
+        new = replace(new, body=outcome.text)
+    # The incident text a status entry sets is public at once, like the body: it is
+    # refused with findings, or masked on request (there is nothing to acknowledge).
+    mask = bool(options.get("mask", False))
+    for name in STATE_TEXT:
+        value = getattr(new, name)
+        if value:
+            changed: dict[str, Any] = {name: review_text(value, field=name, mask=mask)}
+            new = replace(new, **changed)
+    return new
 
 
 def outcome_of(options: Mapping[str, Any]) -> Outcome | None:

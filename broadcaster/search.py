@@ -41,6 +41,7 @@ from aiohttp import web
 
 from .api.common import incident_or_404, json_response, query_int
 from .appkeys import DB, PUBLISHER
+from .areas import matching_areas
 from .background import background
 from .errors import BadRequest
 from .model import Entry
@@ -114,7 +115,10 @@ async def search(request: web.Request) -> web.Response:
     if incident is not None:
         await incident_or_404(request, incident)
     results = await request.app[DB].read(lambda c: run_search(c, q, incident, limit))
-    return json_response({"query": q, "results": results})
+    answer: dict[str, Any] = {"query": q, "results": results}
+    if incident is None:
+        answer["areas"] = await request.app[DB].read(lambda c: matching_areas(c, q))
+    return json_response(answer)
 
 
 def purge_step(conn: Any) -> bool:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
+from .store import pages as pages_store
 from .store import search as search_store
 
 MAX_TERMS = 8
@@ -74,6 +75,7 @@ def run_search(
     """Return the best ``limit`` matches for ``q`` (see ``broadcaster.search``)."""
     terms = [t.lower() for t in q.split()[:MAX_TERMS]]
     hits, shown = search_store.find(conn, terms, incident, limit)
+    corrected = pages_store.corrections_for(conn, [(hit.incident, hit.seq) for hit in hits])
     return [
         {
             "incident": hit.incident,
@@ -82,6 +84,7 @@ def run_search(
             "snippet": snippet(hit.text, shown),
             "posted_at": hit.posted_at,
             "url": f"/incidents/{hit.incident}/entries/{hit.seq}",
+            "corrected_by": corrected.get((hit.incident, hit.seq), []),
         }
         for hit in hits
     ]

@@ -8,6 +8,7 @@ request. Secrets are kept out of ``repr``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -81,6 +82,7 @@ class Settings:
     sms_max_segments: int = 3
     sms_rate: int = 50
     sms_secret: str | None = field(default=None, repr=False)
+    areas_file: Path | None = None
     worker: bool = True
     metrics_public: bool = False
     icp_filing: str = ""
@@ -92,6 +94,8 @@ class Settings:
     max_live: int | None = None
     log_origin: str | None = None
     witnesses: tuple[str, ...] = ()
+    #: Labels of custom figures: ``{"x-power-outage": ("停电户数", "Homes without power")}``.
+    figure_labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -159,6 +163,8 @@ class Settings:
             values["sms_rate"] = _int("SMS_RATE", raw, 1, 10_000)
         if raw := get("SMS_SECRET"):
             values["sms_secret"] = raw
+        if raw := get("AREAS_FILE"):
+            values["areas_file"] = Path(raw)
         if (raw := get("WORKER")) is not None:
             values["worker"] = _bool("WORKER", raw)
         if (raw := get("METRICS_PUBLIC")) is not None:
@@ -184,6 +190,8 @@ class Settings:
             values["log_origin"] = raw
         if raw := get("WITNESSES"):
             values["witnesses"] = _witnesses(raw)
+        if raw := get("FIGURE_LABELS"):
+            values["figure_labels"] = _figure_labels(raw)
         values.update(overrides)
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -213,3 +221,25 @@ def _witnesses(raw: str) -> tuple[str, ...]:
         except ValueError as exc:  # a NoteError is one
             raise ConfigError(f"{PREFIX}WITNESSES: {exc}") from None
     return specs
+
+
+def _figure_labels(raw: str) -> dict[str, tuple[str, str]]:
+    """Parse ``BROADCASTER_FIGURE_LABELS``: JSON ``{"x-key": "中文" | ["中文", "English"]}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    labels: dict[str, tuple[str, str]] = {}
+    for key, value in (data or {}).items() if isinstance(data, dict) else ():
+        names = [value, value] if isinstance(value, str) else value
+        if not (key.startswith("x-") and isinstance(names, list) and len(names) == 2
+                and all(isinstance(n, str) and n.strip() for n in names)):  # fmt: skip
+            break
+        labels[key] = (names[0].strip(), names[1].strip())
+    else:
+        if isinstance(data, dict):
+            return labels
+    raise ConfigError(
+        f'{PREFIX}FIGURE_LABELS must be JSON like {{"x-power-outage": ["停电户数", "Homes without'
+        ' power"]}} (keys start with x-)'
+    )

@@ -12,12 +12,14 @@ import secrets
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from html import escape
 from typing import Any
 
 from . import chain, markdown
+from .clock import parse_ts
 from .errors import Conflict, Unprocessable
-from .model import Actor, Entry, NewEntry
+from .model import STATE_FIELDS, Actor, Entry, NewEntry
 
 #: A check run inside the append transaction: ``check(conn, incident, new)``.
 #: It raises an ``HTTPError`` to refuse; the transaction is then rolled back.
@@ -40,69 +42,105 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-def redaction_notice(basis: str, posted_at: str, department: str) -> str:
-    """Return the HTML a redacted entry shows instead of its text: basis, department, time."""
-    return (
-        '<p class="redaction-notice">此内容已依据「'
-        + escape(basis)
-        + "」删除（"
-        + escape(department)
-        + "，"
-        + escape(posted_at)
-        + '）。<span lang="en">Withheld under: '
-        + escape(basis)
-        + "</span></p>"
+#: Beijing time, the service's single time zone (no daylight saving).
+BEIJING = timezone(timedelta(hours=8))
+NOTICE = {
+    "zh-CN": (
+        "此内容已于 {time}（北京时间）由{department}依据「{basis}」删除。",
+        "{y}年{m}月{d}日 {hm}",
+    ),
+    "en": (
+        "Withheld on {time} (Beijing time) by {department} under: {basis}.",
+        "{d} {month} {y}, {hm}",
+    ),
+}
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+
+def notice_text(basis: str, posted_at: str, department: str, lang: str = "zh-CN") -> str:
+    """Return the sentence a redacted entry shows instead of its text, in Beijing time."""
+    sentence, pattern = NOTICE["en" if lang == "en" else "zh-CN"]
+    moment = parse_ts(posted_at).astimezone(BEIJING)
+    when = pattern.format(
+        y=moment.year,
+        m=moment.month,
+        d=moment.day,
+        month=_MONTHS[moment.month - 1],
+        hm=moment.strftime("%H:%M"),
     )
+    return sentence.format(time=when, department=department, basis=basis)
+
+
+def redaction_notice(basis: str, posted_at: str, department: str, lang: str = "zh-CN") -> str:
+    """Return the HTML a redacted entry shows instead of its text: basis, department, time."""
+    text = notice_text(basis, posted_at, department, lang)
+    return f'<p class="redaction-notice">{escape(text)}</p>'
+
+
+def _refuse(field: str, message: str, code: str) -> Unprocessable:
+    return Unprocessable(message, code=code, field=field)
+
+
+def state_changes(new: NewEntry) -> dict[str, Any]:
+    """Return the incident state ``new`` sets: the members of ``STATE_FIELDS`` it carries."""
+    return {name: getattr(new, name) for name in STATE_FIELDS if getattr(new, name) is not None}
+
+
+def _same(current: Any, value: Any) -> bool:
+    """Tell whether a state value is unchanged (an absent text equals an empty one)."""
+    return (current or "") == value if isinstance(value, str) else current == value
 
 
 def check_kind_rules(incident: Mapping[str, Any], head: Head, new: NewEntry) -> None:
-    """Refuse combinations of kind, ``corrects``, ``status`` that make no sense."""
+    """Refuse combinations of kind, ``corrects`` and state fields that make no sense."""
     if new.kind == "correction":
         if new.corrects is None:
-            raise Unprocessable(
+            raise _refuse(
+                "corrects",
                 "a correction must name the seq it corrects in 'corrects'",
-                code="corrects_required",
-                field="corrects",
+                "corrects_required",
             )
         if not 1 <= new.corrects <= head.seq:
-            raise Unprocessable(
+            raise _refuse(
+                "corrects",
                 f"'corrects' must name an existing entry (1..{head.seq})",
-                code="corrects_unknown",
-                field="corrects",
+                "corrects_unknown",
             )
     elif new.corrects is not None:
-        raise Unprocessable(
-            "'corrects' is only allowed on a correction",
-            code="corrects_not_allowed",
-            field="corrects",
+        raise _refuse(
+            "corrects", "'corrects' is only allowed on a correction", "corrects_not_allowed"
         )
+    changes = state_changes(new)
     if new.kind == "status":
-        if new.status is None and new.update_interval_minutes is None:
-            raise Unprocessable(
-                "a status entry must carry 'status'", code="status_required", field="status"
+        if not changes:
+            raise _refuse(
+                "status",
+                "a status entry must carry at least one of: " + ", ".join(STATE_FIELDS),
+                "status_required",
             )
-        unchanged_status = new.status is None or new.status == incident["status"]
-        unchanged_interval = (
-            new.update_interval_minutes is None
-            or new.update_interval_minutes == incident["update_interval_minutes"]
+        for seq in new.pinned or ():
+            if not 1 <= seq <= head.seq:
+                raise _refuse(
+                    "pinned",
+                    f"'pinned' must name existing entries (1..{head.seq})",
+                    "pinned_unknown",
+                )
+        if all(_same(incident.get(name), value) for name, value in changes.items()):
+            raise Conflict(
+                "the status entry changes nothing: the incident already has these values",
+                code="status_unchanged",
+            )
+    elif changes:
+        name = next(iter(changes))
+        code = {"status": "status_not_allowed", "update_interval_minutes": "interval_not_allowed"}
+        raise _refuse(
+            name, f"'{name}' is only allowed on a status entry", code.get(name, "state_not_allowed")
         )
-        if unchanged_status and unchanged_interval:
-            raise Conflict(f"the incident is already {incident['status']}", code="status_unchanged")
-    else:
-        if new.status is not None:
-            raise Unprocessable(
-                "'status' is only allowed on a status entry",
-                code="status_not_allowed",
-                field="status",
-            )
-        if new.update_interval_minutes is not None:
-            raise Unprocessable(
-                "'update_interval_minutes' is only allowed on a status entry",
-                code="interval_not_allowed",
-                field="update_interval_minutes",
-            )
     if new.kind not in ("status", "redaction") and not new.body.strip():
-        raise Unprocessable("'body' must not be empty", code="body_required", field="body")
+        raise _refuse("body", "'body' must not be empty", "body_required")
 
 
 def build_entry(
@@ -127,6 +165,11 @@ def build_entry(
         "redacts": new.redacts,
         "question": new.question,
         "update_interval_minutes": new.update_interval_minutes,
+        "severity": new.severity,
+        "advice": new.advice,
+        "summary": new.summary,
+        "area": new.area,
+        "pinned": new.pinned,
         "content_hash": chain.content_hash(salt, body),
         "prev_hash": head.hash,
     }

@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from broadcaster.api.common import incident_or_404, seq_param
-from broadcaster.appkeys import SETTINGS, STORE
+from broadcaster.appkeys import DB, SETTINGS, STORE
 from broadcaster.errors import NotFound
+from broadcaster.store import areas as areas_store
+from broadcaster.store import pages as pages_data
 
 from .cap_render import render_cap
 
@@ -48,15 +50,20 @@ async def _alert(request: web.Request, seq: int | None) -> web.Response:
         raise NotFound(f"no entry #{seq} in {incident['id']!r}", code="entry_not_found")
     entries = await request.app[STORE].entries(incident["id"], max(0, seq - 2), min(seq, 2))
     by_seq = {entry.seq: entry.to_dict() for entry in entries}
+    # Each alert carries the level, area and advice in force when its entry was posted.
+    state = await request.app[DB].read(lambda c: pages_data.state_at(c, incident["id"], seq))
+    codes = incident.get("areas") or []
+    names = await request.app[DB].read(lambda conn: areas_store.names(conn, codes))
     settings = request.app[SETTINGS]
     body = render_cap(
-        incident,
+        {**incident, **state},
         by_seq[seq],
         by_seq.get(seq - 1),
         public_url=settings.public_url,
         sender=sender_of(settings.public_url),
         sender_name=settings.department,
         language=settings.lang,
+        areas=[(code, names.get(code, code)) for code in codes],
     )
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}

@@ -33,6 +33,7 @@ from typing import Any
 from lxml import etree
 
 from channels.feed_render import entry_label, entry_url, html_to_text, xml_safe
+from channels.i18n import change_text
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_CATEGORIES = (
@@ -56,6 +57,9 @@ _URGENCY = {
     "moderate": "Expected",
     "minor": "Future",
 }
+#: ``geocode`` value names: national division codes, and the finer codes a site defines.
+GB_T_2260 = "GB/T 2260"
+SITE_AREA_CODE = "site-area-code"
 _SEVERITY = {"extreme": "Extreme", "severe": "Severe", "moderate": "Moderate", "minor": "Minor"}
 # CAP 1.2 §3.2.1: identifier and sender must not contain spaces, commas, "<" or "&".
 _CAP_FORBIDDEN = re.compile(r"[\s,<&]")
@@ -86,6 +90,11 @@ def _category(category: str) -> str:
         raise ValueError(
             f"unknown CAP category {category!r}; use one of {CAP_CATEGORIES}"
         ) from None
+
+
+def geocode_name(code: str) -> str:
+    """Return the ``valueName`` of an area code: GB/T 2260 for six digits, else the site's own."""
+    return GB_T_2260 if len(code) == 6 and code.isdigit() else SITE_AREA_CODE
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
@@ -126,8 +135,12 @@ def render_cap(
     sender_name: str,
     category: str = "Safety",
     language: str = "zh-CN",
+    areas: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """Render one entry as a CAP 1.2 alert; ``previous`` is the entry just before, or None.
+
+    ``areas`` are the incident's ``(code, name)`` pairs: each becomes an ``<area>`` with its
+    name as ``areaDesc`` and its code as a ``geocode`` (without any, the free-text ``area``).
 
     Raises ``ValueError`` for a sender or category CAP rejects, or a ``previous`` that is not
     entry ``seq - 1`` of the same incident.
@@ -163,16 +176,32 @@ def render_cap(
     _sub(info, "senderName", sender_name)
     _sub(info, "headline", f"{title} · {entry_label(entry, language)}")
     description = html_to_text(entry.get("html"), keep_lines=True)
+    if entry.get("kind") == "status":
+        # What changed leads: receivers relay the description, not our chained fields.
+        changed = change_text(entry, language)
+        description = "\n".join(filter(None, (changed, description)))
     if description:
         _sub(info, "description", description)
+    advice = (
+        xml_safe(incident.get("advice")).strip() if incident.get("status") != "resolved" else ""
+    )
+    if advice:
+        _sub(info, "instruction", advice)
     _sub(info, "web", entry_url(public_url, entry["incident"], entry["seq"]))
     figures = entry.get("figures") or {}
     for key, value in ({} if redacted else figures).items():
         parameter = _sub(info, "parameter")
         _sub(parameter, "valueName", str(key))
         _sub(parameter, "value", str(value))
-    area = _sub(info, "area")
-    _sub(area, "areaDesc", xml_safe(incident.get("area")).strip() or title)
+    if not areas:
+        area = _sub(info, "area")
+        _sub(area, "areaDesc", xml_safe(incident.get("area")).strip() or title)
+    for code, name in areas:
+        area = _sub(info, "area")
+        _sub(area, "areaDesc", xml_safe(name).strip() or code)
+        geocode = _sub(area, "geocode")
+        _sub(geocode, "valueName", geocode_name(code))
+        _sub(geocode, "value", code)
     return etree.tostring(alert, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
@@ -185,6 +214,7 @@ def render_incident_cap(
     sender_name: str,
     category: str = "Safety",
     language: str = "zh-CN",
+    areas: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """Render the incident's current alert: the alert of its latest entry.
 
@@ -205,4 +235,5 @@ def render_incident_cap(
         sender_name=sender_name,
         category=category,
         language=language,
+        areas=areas,
     )

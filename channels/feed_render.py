@@ -41,6 +41,9 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
+from broadcaster.timeline import notice_text
+from channels.i18n import change_text
+
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 TITLE_CHARS = 40
@@ -69,6 +72,11 @@ _FIGURE_LABELS = {
     "en": {key: key.capitalize() for key in FIGURE_KEYS},
 }
 _FIGURES_CAPTION = {"zh-CN": "关键数字", "en": "Key figures"}
+_WITHHELD = {"zh-CN": "内容已删除", "en": "Withheld"}
+_CORRECTED = {
+    "zh-CN": ("【已更正】", "本条已更正，见 {}。"),
+    "en": ("[Corrected] ", "This update was corrected: see {}."),
+}
 _BLOCK_TAGS = frozenset(
     {"p", "div", "br", "li", "ul", "ol", "blockquote", "pre", "table", "tr", "hr"}
     | {f"h{level}" for level in range(1, 7)}
@@ -220,13 +228,36 @@ def _items(
 ) -> list[_Item]:
     items = []
     colon = ": " if source.language == "en" else "："
+    lang = source.language if source.language in _KIND_LABELS else "zh-CN"
     for entry in entries:
         url = entry_url(source.public_url, entry["incident"], entry["seq"])
         html = xml_safe(entry.get("html"))
-        text = html_to_text(html)
+        redaction = entry.get("redaction") or {}
+        if entry.get("redacted") and redaction.get("department"):
+            # The notice in the feed's language and in Beijing time, never the withheld text.
+            notice = notice_text(
+                redaction["basis"], redaction["posted_at"], redaction["department"], lang
+            )
+            html = '<p class="redaction-notice">' + escape(xml_safe(notice)) + "</p>"
+        if entry.get("kind") == "status" and not entry.get("redacted"):
+            # A state change says what changed, even with no text of its own.
+            html = "<p>" + escape(xml_safe(change_text(entry, lang))) + "</p>" + html
+        text = _WITHHELD[lang] if entry.get("redacted") else html_to_text(html)
         if len(text) > TITLE_CHARS:
             text = text[:TITLE_CHARS].rstrip() + "…"
         title = entry_label(entry, source.language) + (colon + text if text else "")
+        corrected_by = entry.get("corrected_by") or []
+        if corrected_by:
+            # A corrected item says so where readers look first, and links the correction.
+            title = _CORRECTED[lang][0] + title
+            links = "、".join(
+                '<a href="'
+                + escape(entry_url(source.public_url, entry["incident"], seq))
+                + '">'
+                + f"#{int(seq)}</a>"
+                for seq in corrected_by
+            )
+            html += '<p class="corrected">' + _CORRECTED[lang][1].format(links) + "</p>"
         incident = (incidents_by_id or {}).get(entry["incident"])
         if incident is not None and incident.get("title"):
             title = f"{xml_safe(incident['title'])} · {title}"

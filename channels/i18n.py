@@ -11,7 +11,9 @@ Only UI strings live here; officials' text is never rewritten.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
@@ -125,6 +127,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     "search": ("搜索", "Search"),
     "search_label": ("搜索全部通报", "Search all bulletins"),
     "all_feeds": ("全部事件订阅源", "Feeds for all incidents"),
+    "areas": ("涉及地区", "Areas"),
+    "area_title": ("{name}突发事件信息", "Emergency information: {name}"),
+    "area_code": ("区划代码", "Area code"),
+    "area_within": ("隶属", "Part of"),
+    "area_incidents": ("本地区事件", "Incidents in this area"),
+    "area_none": ("本地区目前没有事件。", "No incidents in this area."),
+    "area_latest": ("本地区最新动态", "Latest updates in this area"),
+    "area_feeds": ("本地区订阅源", "Feeds for this area"),
+    "area_sms": (
+        "短信预警：发送「订阅 {name}」至 {sender}（严重及以上级别；加「全部」接收所有级别）",
+        "SMS alerts: text “SUB {code}” to {sender} (severe and above; add “ALL” for every level)",
+    ),
+    "all_areas": ("全部地区", "All areas"),
     "entry_type": ("类型", "Type"),
     "entry_seq": ("序号", "Number"),
     "entry_time": ("发布时间", "Published"),
@@ -158,11 +173,101 @@ STRINGS: dict[str, tuple[str, str]] = {
     "verify_sig": ("发现篡改：签名无效", "Tampering found: the signature is not valid"),
     "verify_tampered": ("发现篡改：{what}", "Tampering found: {what}"),
     "verify_error": ("无法核验：{why}", "Could not check: {why}"),
+    "pinned": ("置顶", "Pinned"),
+    "pages": ("翻页", "More updates"),
+    "ask_err.too_short": ("问题至少需要 4 个字。", "A question needs at least 4 characters."),
+    "ask_err.too_long": ("问题最多 500 个字。", "A question has at most 500 characters."),
+    "ask_err.disclosure_review": (
+        "问题中似乎有个人信息（手机号、身份证号等），请删去后再提交。",
+        "The question seems to hold personal information (a phone or ID number):"
+        " remove it and send again.",
+    ),
+    "ask_err.rate_limited": (
+        "提交过于频繁，请稍后再试。",
+        "Too many questions from here: try again later.",
+    ),
+    "ask_err.incident_resolved": (
+        "本事件已结束，不再接受提问。",
+        "This incident is over and takes no more questions.",
+    ),
+    "ask_err.other": (
+        "问题未能提交，请修改后重试。",
+        "The question could not be sent: change it and try again.",
+    ),
+    "asked_at": ("提问于 {time}", "Asked {time}"),
+    "level": ("级别", "Level"),
+    "status": ("状态", "Status"),
+    "advice": ("现在应做", "What to do now"),
+    "interval": ("承诺更新间隔", "Update interval"),
+    "minutes": ("{n} 分钟", "{n} min"),
+    "summary_changed": ("已更新（见页首）", "updated (see the top of the page)"),
+    "resolved_note": (
+        "本事件已于 {time} 结束，此前发布的措施不再适用。",
+        "This incident ended at {time}; earlier instructions no longer apply.",
+    ),
+    "questions": ("公众提问", "Questions from the public"),
+    "answered_questions": ("已答复的问题", "Answered questions"),
+    "no_answers": ("暂无已答复的问题。", "No answered questions yet."),
+    "see_answer": ("查看答复", "See the answer"),
+    "ask": ("向发布机关提问", "Ask the issuing office"),
+    "ask_label": ("您的问题", "Your question"),
+    "ask_hint": (
+        "请勿填写姓名、电话、身份证号等个人信息。问题经答复后在本页公开。",
+        "Leave out names, phone numbers and ID numbers. Questions appear here once answered.",
+    ),
+    "ask_send": ("提交问题", "Send the question"),
+    "asked": (
+        "已收到您的问题，答复后将显示在本页。",
+        "Question received: it will appear here once answered.",
+    ),
+    "ask_closed": (
+        "本事件已结束，不再接受提问。",
+        "This incident is over and takes no more questions.",
+    ),
+    "ask_problem": ("问题未能提交", "The question was not sent"),
+    "corrected_mark": ("【已更正】", "[Corrected] "),
+    "corrected_desc": ("本条已更正，见第 {seqs} 条。", "Corrected: see update {seqs}."),
+    "withheld": ("内容已删除", "Withheld"),
+    "not_found_help": (
+        "链接可能不完整：短信中的链接有时会被截断。可以从下面正在发布的事件进入，或搜索通报。",
+        "The link may be incomplete: text messages sometimes cut links."
+        " Start from an active incident below, or search the bulletins.",
+    ),
+    "what_happened": ("请求的地址", "Address requested"),
+    "state_change": ("事件状态变更", "Incident status change"),
     "noscript": (
         "实时更新需要启用 JavaScript；本页内容已是最新，可点击“刷新”获取新动态。",
         "Live updates need JavaScript; this page is complete, use “Refresh” for news.",
     ),
 }
+
+
+#: What a status entry changed, in sentences (SMS, CAP, feeds, pages).
+CHANGE_TEXT = {
+    "severity": ("预警级别调整为{value}。", "Warning level changed to {value}."),
+    "resolved": ("事件已结束。", "The incident is over."),
+    "active": ("事件恢复为进行中。", "The incident is active again."),
+    "advice": ("{value}", "{value}"),
+    "area": ("影响范围：{value}。", "Area: {value}."),
+    "summary": ("概况已更新。", "The summary was updated."),
+}
+
+
+def change_text(record: Mapping[str, Any], lang: str) -> str:
+    """Return the sentences saying what a status entry changed, for people (not machines)."""
+    pick = 1 if lang == "en" else 0
+    parts = []
+    if record.get("severity"):
+        label = severity_label(record["severity"], lang)
+        parts.append(CHANGE_TEXT["severity"][pick].format(value=label))
+    if record.get("status"):
+        parts.append(CHANGE_TEXT[record["status"]][pick])
+    for name in ("advice", "area"):
+        if record.get(name):
+            parts.append(CHANGE_TEXT[name][pick].format(value=record[name]))
+    if record.get("summary"):
+        parts.append(CHANGE_TEXT["summary"][pick])
+    return " ".join(parts) if lang == "en" else "".join(parts)
 
 
 def pick_lang(requested: str | None, default: str) -> str:
@@ -211,8 +316,23 @@ def severity_label(severity: str, lang: str) -> str:
     return t(lang, "sev." + severity) if severity in SEVERITY_LEVEL else severity
 
 
-def figure_label(key: str, lang: str) -> str:
-    """Return a figure's name; custom ``x-`` keys show without their prefix."""
+def figure_label(key: str, lang: str, custom: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """Return a figure's name: the vocabulary's, the site's label for a custom key, or the key.
+
+    A custom key without a label shows as words ("x-power-outage" as "power outage"),
+    which is English: ``figure_lang`` says so, for the ``lang`` attribute.
+    """
     if "fig." + key in STRINGS:
         return t(lang, "fig." + key)
-    return key[2:] if key.startswith("x-") else key
+    if custom and key in custom:
+        zh, en = custom[key]
+        return en if lang == "en" else zh
+    return key.removeprefix("x-").replace("-", " ").replace("_", " ")
+
+
+def figure_lang(
+    key: str, lang: str, custom: Mapping[str, tuple[str, str]] | None = None
+) -> str | None:
+    """Return the language of a figure's label when it differs from the page's, else None."""
+    known = "fig." + key in STRINGS or key in (custom or {})
+    return None if known or lang == "en" else "en"

@@ -25,7 +25,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from broadcaster.appkeys import DB, SETTINGS, STORE
+from broadcaster.appkeys import DB, NOT_FOUND_PAGE, SETTINGS, STORE
 from broadcaster.errors import HTTPError
 from broadcaster.markdown import plain
 from broadcaster.model import Entry
@@ -70,7 +70,7 @@ class PageError(Exception):
 def context(request: web.Request) -> Ctx:
     settings = request.app[SETTINGS]
     lang = i18n.pick_lang(request.query.get("lang"), settings.lang)
-    return Ctx(lang, settings.lang, settings.public_url, utc_now())
+    return Ctx(lang, settings.lang, settings.public_url, utc_now(), settings.figure_labels)
 
 
 def query_seq(request: web.Request, name: str) -> int | None:
@@ -121,6 +121,7 @@ def render_page(
     shared = {
         "lang": ctx.lang,
         "t": ctx.t,
+        "cl": ctx.content_lang,
         "css": Markup(assets.css),
         "site_name": settings.site_name,
         "department": settings.department,
@@ -177,6 +178,8 @@ def html_errors(handler: Handler) -> Handler:
                 error = HTTPError(exc.message, code=exc.heading_key)
                 error.status = exc.status
                 raise error from None
+            if exc.status == 404:
+                return await not_found(request)
             ctx = context(request)
             return render_page(
                 request,
@@ -185,9 +188,29 @@ def html_errors(handler: Handler) -> Handler:
                 status=exc.status,
                 heading=ctx.t(exc.heading_key),
                 message=exc.message,
+                active=[],
             )
 
     return wrapper
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Answer 404 with a way on: what was asked for, the active incidents and search."""
+    ctx = context(request)
+    incidents = await request.app[STORE].incidents()
+    active = [r for r in incident_rows(incidents, ctx) if r["status"] == "active"]
+    active.sort(key=lambda r: r["level"])
+    return render_page(
+        request,
+        "error.html",
+        ctx,
+        status=404,
+        heading=ctx.t("not_found"),
+        message=ctx.t("not_found_help"),
+        asked=request.path,
+        active=active[:10],
+        alert=site_alert(incidents, ctx, None),
+    )
 
 
 def incident_rows(incidents: list[dict[str, Any]], ctx: Ctx) -> list[dict[str, Any]]:
@@ -257,7 +280,8 @@ async def entry_page(request: web.Request) -> web.Response:
         ctx,
         inc=inc,
         e=view,
-        description=plain(view["text"], 80) if view["text"] else f"#{seq}",
+        description=entry_description(view, ctx),
+        title_text=entry_title(view, ctx),
         canonical=f"{settings.public_url}{base}/entries/{seq}",
         ld=blog_posting_ld(incident, view, ctx, settings.department),
         inc_href=ctx.link(base),
@@ -267,6 +291,21 @@ async def entry_page(request: web.Request) -> web.Response:
         cap_href=f"{base}/entries/{seq}/cap.xml",
         alert=site_alert(await request.app[STORE].incidents(), ctx, incident_id),
     )
+
+
+def entry_title(view: dict[str, Any], ctx: Ctx) -> str:
+    """Return an entry page's title text: corrected entries say so before the old words."""
+    text = plain(view["title_text"], 80) if view["title_text"] else f"#{view['seq']}"
+    return (ctx.t("corrected_mark") if view["corrected_by"] else "") + text
+
+
+def entry_description(view: dict[str, Any], ctx: Ctx) -> str:
+    """Return the description and share preview: a correction notice first, then the text."""
+    text = plain(view["title_text"], 80) if view["title_text"] else f"#{view['seq']}"
+    if not view["corrected_by"]:
+        return text
+    seqs = "、".join(str(c["seq"]) for c in view["corrected_by"])
+    return ctx.t("corrected_desc", seqs=seqs) + " " + text
 
 
 def setup(app: web.Application) -> None:
@@ -280,7 +319,9 @@ def setup(app: web.Application) -> None:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    app[NOT_FOUND_PAGE] = not_found
     app.router.add_get("/", html_errors(index))
     app.router.add_get("/incidents/{incident}", html_errors(pages_live.live_page))
     app.router.add_get("/incidents/{incident}/entries/{seq}", html_errors(entry_page))
+    app.router.add_post("/incidents/{incident}/questions", html_errors(pages_live.ask_form))
     pages_console.setup(app)

@@ -13,27 +13,56 @@ an anonymous rendering service.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from broadcaster.api.common import json_response
+from broadcaster.api.common import incident_or_404, json_response
+from broadcaster.appkeys import SETTINGS
 from broadcaster.auth import require
 from broadcaster.fields import Field, check_object
 from broadcaster.figures import CUMULATIVE, VOCABULARY
 from broadcaster.jsonbody import read_object
 from broadcaster.markdown import render
+from broadcaster.model import SEVERITIES, STATUSES
 from broadcaster.timeline import normalize_text
 
 from . import i18n
 from .pages import context, render_page
 from .pages_static import ASSETS
+from .sms.message import entry_message, measure
 
-PREVIEW_FIELDS = (Field("body", "text", required=True, nullable=False, max_len=20_000),)
+PREVIEW_FIELDS = (
+    Field("body", "text", required=True, nullable=False, max_len=20_000),
+    Field("incident", "line", max_len=64),
+    Field("kind", "line", choices=("update", "correction", "status")),
+    Field("status", "line", choices=STATUSES),
+    Field("severity", "line", choices=SEVERITIES),
+    Field("advice", "line", max_len=200),
+    Field("area", "line", max_len=200),
+)
 
 
 async def preview(request: web.Request) -> web.Response:
+    """Render the body as publication will; with ``incident``, the exact SMS too.
+
+    ``sms`` is the message each subscriber would receive if this were posted
+    now with ``"sms": true``, built by the sender's own function, with its
+    encoding, length, part count and whether it fits (a post that does not
+    fit is refused with 422 ``sms_too_long``).
+    """
     await require(request, "editor")
     fields = check_object(await read_object(request), PREVIEW_FIELDS)
-    return json_response({"html": render(normalize_text(fields["body"]))})
+    body = normalize_text(fields["body"])
+    answer: dict[str, Any] = {"html": render(body)}
+    if fields.get("incident"):
+        incident = await incident_or_404(request, fields["incident"])
+        settings = request.app[SETTINGS]
+        record = {**fields, "kind": fields.get("kind") or "update"}
+        seq = incident["head"]["seq"] + 1
+        text = entry_message(settings, incident["title"], incident["id"], seq, record, body)
+        answer["sms"] = measure(text, settings.sms_max_segments)
+    return json_response(answer)
 
 
 async def console(request: web.Request) -> web.Response:

@@ -9,28 +9,48 @@ slice at the live edge is updated by ``live.js``; other slices are history.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 from markupsafe import Markup
 
+from broadcaster import questions
 from broadcaster.appkeys import DB, SETTINGS, STORE
+from broadcaster.errors import HTTPError
 from broadcaster.markdown import plain, render
+from broadcaster.model import STATE_FIELDS
+from broadcaster.store import areas as areas_store
 from broadcaster.store import pages as pages_data
+from broadcaster.store import questions as questions_store
 
 from . import i18n
+from .area_pages import area_links
 from .feed_render import html_to_text
 from .pages import PageError, context, feed_links, query_seq, render_page, site_alert
 from .pages_static import ASSETS
-from .pages_view import Ctx, entry_view, figures_view, incident_view, json_ld, live_blog_ld
+from .pages_view import (
+    Ctx,
+    entry_view,
+    figures_view,
+    incident_path,
+    incident_view,
+    json_ld,
+    live_blog_ld,
+)
 
 PAGE = 30
 SUMMARY_HEAD = 200
+CHANGE_LABELS = ("level", "status", "advice", "area", "summary", "summary_changed", "interval")
+KEY_EVENTS = 8
+KEY_LINE = 40
+ANSWERS = 20
 JS_LABELS = (
     "new_entries", "reconnecting", "corrected_at", "see_correction", "corrects", "redacts",
     "approved_by", "pause", "resume", "overdue", "copy_link", "copied", "verify_checking",
     "verify_ok", "verify_bad", "verify_sig", "verify_error", "verify_tampered", "status.active",
-    "status.resolved",
+    "status.resolved", "pinned", "withheld", "corrected", "resolved_note", "see_answer",
+    "asked_at", "refresh",
 )  # fmt: skip
 
 
@@ -50,8 +70,10 @@ def labels(ctx: Ctx) -> dict[str, Any]:
         k: ctx.t("kind." + k) for k in ("update", "correction", "status", "redaction", "answer")
     }
     figures = {k[4:]: ctx.t(k) for k in i18n.STRINGS if k.startswith("fig.")}
+    figures |= {key: ctx.figure(key)["label"] for key in ctx.figure_labels}
     severity = {k[4:]: ctx.t(k) for k in i18n.STRINGS if k.startswith("sev.")}
-    return {"s": strings, "kinds": kinds, "figs": figures, "sev": severity}
+    changes = {k: ctx.t(k) for k in CHANGE_LABELS}
+    return {"s": strings, "kinds": kinds, "figs": figures, "sev": severity, "chg": changes}
 
 
 async def live_page(request: web.Request) -> web.Response:
@@ -71,7 +93,7 @@ async def live_page(request: web.Request) -> web.Response:
     else:
         cursor = query_seq(request, "after" if asc else "before")
 
-    def job(conn: Any) -> tuple[pages_data.Slice, pages_data.Facts]:
+    def job(conn: Any) -> tuple[pages_data.Slice, pages_data.Facts, list[Any], list[Any], Any]:
         piece = pages_data.timeline_slice(
             conn,
             incident_id,
@@ -81,9 +103,12 @@ async def live_page(request: web.Request) -> web.Response:
             key_only=key_only,
             limit=PAGE,
         )
-        return piece, pages_data.timeline_facts(conn, incident_id)
+        pinned = pages_data.entries_by_seq(conn, incident_id, incident["pinned"])
+        answered = questions_store.listed(conn, incident_id, "answered")
+        names = areas_store.names(conn, incident["areas"])
+        return piece, pages_data.timeline_facts(conn, incident_id), pinned, answered, names
 
-    piece, facts = await request.app[DB].read(job)
+    piece, facts, pinned, answered, area_names = await request.app[DB].read(job)
     shown = {e.seq for e in piece.entries}
     entries = [entry_view(e, ctx, facts.corrected_by, shown) for e in piece.entries]
     days = {e["day"] for e in entries}
@@ -116,6 +141,8 @@ async def live_page(request: web.Request) -> web.Response:
         "interval": incident.get("update_interval_minutes"),
         "status": incident["status"],
         "severity": incident["severity"],
+        "pinned": incident["pinned"],
+        "cl": ctx.default_lang if ctx.lang != ctx.default_lang else "",
         "l": labels(ctx),
     }
     return render_page(
@@ -123,9 +150,13 @@ async def live_page(request: web.Request) -> web.Response:
         "incident.html",
         ctx,
         inc=inc,
+        area_links=area_links(area_names, incident["areas"], ctx),
         entries=entries,
         figures=figures_view(facts, ctx, incident_id),
-        key_events=[key_event(e, ctx, shown, path) for e in facts.key_events],
+        key_events=key_events(pinned, facts.key_events, ctx, shown, path),
+        answers=answers_view(answered, ctx, shown, path),
+        asked=request.query.get("asked") == "1",
+        ask_action=ctx.link(f"{path}/questions"),
         asc=asc,
         key_only=key_only,
         order_links={"desc": ctx.link(path), "asc": ctx.link(path, order="asc")},
@@ -147,16 +178,60 @@ async def live_page(request: web.Request) -> web.Response:
     )
 
 
-def key_event(entry: Any, ctx: Ctx, shown: set[int], path: str) -> dict[str, Any]:
-    text = html_to_text(entry.html)
-    line = f"{ctx.t('kind.' + entry.record['kind'])}：{text[:40]}" if text else f"#{entry.seq}"
+def one_line(text: str, limit: int = KEY_LINE) -> str:
+    """Return ``text`` cut to ``limit`` characters, with an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def key_event(
+    entry: Any, ctx: Ctx, shown: Collection[int], path: str, pinned: bool = False
+) -> dict[str, Any]:
+    record = entry.record
+    text = ctx.t("withheld") if entry.redacted else html_to_text(entry.html)
+    if not text and record["kind"] == "status":
+        text = i18n.change_text(record, ctx.lang)
+    kind = ctx.t("kind." + record["kind"])
     href = f"#e{entry.seq}" if entry.seq in shown else ctx.link(path, **{"with": entry.seq})
     return {
+        "seq": entry.seq,
         "href": href if href.startswith("#") else f"{href}#e{entry.seq}",
-        "iso": i18n.iso(entry.record["posted_at"]),
-        "time_text": i18n.fmt_near(entry.record["posted_at"], ctx.lang, ctx.now),
-        "line": line,
+        "iso": i18n.iso(record["posted_at"]),
+        "time_text": i18n.fmt_near(record["posted_at"], ctx.lang, ctx.now),
+        "line": one_line(f"{kind}：{text}" if text else f"{kind} #{entry.seq}"),
+        "pinned": pinned,
+        "corrected": bool(entry.corrected_by),
     }
+
+
+def pins_only(record: dict[str, Any]) -> bool:
+    """Tell whether a status entry only re-pins key events (itself no key event)."""
+    changed = [name for name in STATE_FIELDS if record.get(name) is not None]
+    return record["kind"] == "status" and changed == ["pinned"]
+
+
+def key_events(
+    pinned: list[Any], chosen: list[Any], ctx: Ctx, shown: Collection[int], path: str
+) -> list[dict[str, Any]]:
+    """Return the pinned entries (the editors' order), then the latest ones chosen by rule."""
+    seen = {e.seq for e in pinned}
+    rest = [e for e in chosen if e.seq not in seen and not pins_only(e.record)]
+    rest = rest[: max(0, KEY_EVENTS - len(pinned))]
+    return [key_event(e, ctx, shown, path, True) for e in pinned] + [
+        key_event(e, ctx, shown, path) for e in rest
+    ]
+
+
+def answers_view(
+    rows: list[Any], ctx: Ctx, shown: Collection[int], path: str
+) -> list[dict[str, Any]]:
+    """Return answered questions, newest first, each linking to its answer."""
+    views = []
+    for row in sorted(rows, key=lambda r: r["handled_at"] or "", reverse=True)[:ANSWERS]:
+        seq = row["answer_seq"]
+        href = f"#e{seq}" if seq in shown else ctx.link(path, **{"with": seq}) + f"#e{seq}"
+        asked = ctx.t("asked_at", time=i18n.fmt_near(row["asked_at"], ctx.lang, ctx.now))
+        views.append({"text": row["text"], "seq": seq, "href": href, "asked": asked})
+    return [v for v in views if v["text"]]
 
 
 def pager(
@@ -185,3 +260,33 @@ def pager(
     if cursor is not None:
         links.append((ctx.t("latest"), ctx.link(path, key=key)))
     return links
+
+
+async def ask_form(request: web.Request) -> web.StreamResponse:
+    """Take a question from the live page's form: back to the page, or the form with the problem.
+
+    The same handler as ``POST /api/incidents/{id}/questions`` (rate limit,
+    privacy review, queue) runs; only the answer is HTML for people.
+    """
+    ctx = context(request)
+    incident = await request.app[STORE].incident(request.match_info["incident"])
+    if incident is None:
+        raise PageError(404, "not_found", request.path)
+    path = incident_path(incident["id"])
+    try:
+        await questions.ask(request)
+    except HTTPError as exc:
+        key = "ask_err." + exc.code
+        form = await request.post() if request.content_type.endswith("urlencoded") else {}
+        return render_page(
+            request,
+            "ask.html",
+            ctx,
+            status=exc.status,
+            inc=incident,
+            problem=ctx.t(key if key in i18n.STRINGS else "ask_err.other"),
+            text=str(form.get("text", "")),
+            ask_action=ctx.link(f"{path}/questions"),
+            back=ctx.link(path) + "#ask",
+        )
+    raise web.HTTPSeeOther(ctx.link(path, asked=1) + "#ask")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,6 +23,7 @@ from broadcaster.figures import CUMULATIVE, VOCABULARY
 from broadcaster.markdown import render
 from broadcaster.model import Entry
 from broadcaster.store.pages import Facts
+from broadcaster.timeline import redaction_notice
 
 from . import i18n
 from .feed_render import html_to_text
@@ -39,6 +40,25 @@ class Ctx:
     default_lang: str
     public_url: str
     now: datetime
+    figure_labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def content_lang(self) -> Markup:
+        """Return ` lang="…"` for officials' text when it is not in the page's language.
+
+        Officials write in the site's language (``BROADCASTER_LANG``); an English
+        page must not make screen readers read their Chinese with an English voice.
+        """
+        return (
+            Markup(f' lang="{self.default_lang}"') if self.lang != self.default_lang else Markup()
+        )
+
+    def figure(self, key: str) -> dict[str, Any]:
+        """Return a figure's label and, when it is not in the page's language, its lang."""
+        return {
+            "label": i18n.figure_label(key, self.lang, self.figure_labels),
+            "label_lang": i18n.figure_lang(key, self.lang, self.figure_labels),
+        }
 
     def link(self, path: str, **params: Any) -> str:
         """Return ``path`` with ``params`` (``None`` dropped) and ``lang`` kept if not default."""
@@ -77,9 +97,10 @@ def incident_view(incident: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
         late = minutes_between(ctx.now, parse_ts(due))
         overdue = max(late, 1) if ctx.now > parse_ts(due) else 0
     summary = incident.get("summary") or ""
-    now_do = next(
+    now_do = incident.get("advice") or next(
         (line.strip() for line in summary.splitlines() if line.strip().startswith(_NOW_DO)), None
     )
+    resolved = incident["status"] == "resolved"
     return {
         "id": incident["id"],
         "path": incident_path(incident["id"]),
@@ -99,7 +120,11 @@ def incident_view(incident: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
         "due_text": i18n.fmt_near(due, lang, ctx.now) if due else None,
         "overdue": overdue,
         "summary_html": Markup(render(summary)) if summary.strip() else None,
-        "now_do": now_do,
+        # Advice is what to do *now*: an incident that is over gives none.
+        "now_do": None if resolved else now_do,
+        "resolved_note": ctx.t("resolved_note", time=i18n.fmt_near(last, lang, ctx.now))
+        if resolved and last
+        else None,
         "entries": incident["head"]["seq"],
     }
 
@@ -119,6 +144,12 @@ def entry_view(
     record = entry.record
     lang = ctx.lang
     base = incident_path(entry.incident)
+    html = entry.html
+    if entry.redacted and entry.redaction:
+        # The notice in the page's language and in Beijing time, not the API's text.
+        r = entry.redaction
+        html = redaction_notice(r["basis"], r["posted_at"], r["department"], lang)
+    title_text = ctx.t("withheld") if entry.redacted else html_to_text(entry.html)
     kind = record["kind"]
     approved = record.get("approved_by") or {}
     figures = None if entry.redacted else record.get("figures")
@@ -142,14 +173,16 @@ def entry_view(
         "author": (record.get("author") or {}).get("name", ""),
         "department": (record.get("author") or {}).get("department", ""),
         "approver": " ".join(filter(None, (approved.get("department"), approved.get("name")))),
-        "html": Markup(entry.html),
-        "text": html_to_text(entry.html),
+        "html": Markup(html),
+        "text": "" if entry.redacted else html_to_text(entry.html),
+        "title_text": title_text,
         "redacted": entry.redacted,
         "status_label": ctx.t("status." + record["status"]) if record.get("status") else None,
         "figures": [
-            {"label": i18n.figure_label(k, lang), "value": i18n.number(v, lang)}
+            {**ctx.figure(k), "value": i18n.number(v, lang)}
             for k, v in ordered_figures(figures or {})
         ],
+        "changes": state_view(record, ctx) if kind == "status" else [],
         "corrects": record.get("corrects"),
         "corrects_href": href(record.get("corrects")),
         "redacts": record.get("redacts"),
@@ -168,6 +201,46 @@ def entry_view(
     }
 
 
+def state_view(record: Mapping[str, Any], ctx: Ctx) -> list[dict[str, Any]]:
+    """Return what a status entry changed as (label, value) rows for the page."""
+    rows = []
+    if record.get("severity"):
+        rows.append(
+            {
+                "label": ctx.t("level"),
+                "value": i18n.severity_label(record["severity"], ctx.lang),
+                "official": False,
+            }
+        )
+    if record.get("status"):
+        rows.append(
+            {
+                "label": ctx.t("status"),
+                "value": ctx.t("status." + record["status"]),
+                "official": False,
+            }
+        )
+    for name in ("advice", "area"):
+        if record.get(name) is not None:
+            rows.append({"label": ctx.t(name), "value": record[name] or "—", "official": True})
+    if record.get("summary") is not None:
+        rows.append(
+            {"label": ctx.t("summary"), "value": ctx.t("summary_changed"), "official": False}
+        )
+    if record.get("update_interval_minutes"):
+        rows.append(
+            {
+                "label": ctx.t("interval"),
+                "value": ctx.t("minutes", n=record["update_interval_minutes"]),
+                "official": False,
+            }
+        )
+    if record.get("pinned") is not None:
+        pinned = "、".join(f"#{seq}" for seq in record["pinned"]) or "—"
+        rows.append({"label": ctx.t("key_events"), "value": pinned, "official": False})
+    return rows
+
+
 def ordered_figures(figures: Mapping[str, int]) -> list[tuple[str, int]]:
     known = [(k, figures[k]) for k in VOCABULARY if k in figures]
     return known + sorted((k, v) for k, v in figures.items() if k not in VOCABULARY)
@@ -184,7 +257,7 @@ def figures_view(facts: Facts, ctx: Ctx, incident_id: str) -> list[dict[str, Any
         views.append(
             {
                 "key": key,
-                "label": i18n.figure_label(key, ctx.lang),
+                **ctx.figure(key),
                 "value": i18n.number(latest["value"], ctx.lang),
                 "as_of": ctx.t("as_of", time=i18n.fmt_near(latest["posted_at"], ctx.lang, ctx.now)),
                 "delta": None if not delta else ("+" if delta > 0 else "−") + f"{abs(delta):,}",

@@ -18,6 +18,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from broadcaster.appkeys import DB, STORE
+from broadcaster.areas import matching_areas
 from broadcaster.errors import BadRequest
 from broadcaster.search import MAX_QUERY
 from broadcaster.search_query import DEFAULT_LIMIT, clean_query, run_search
@@ -65,16 +66,27 @@ async def search_page(request: web.Request) -> web.Response:
     if problem and "text/html" not in request.headers.get("Accept", ""):
         raise BadRequest(f"'q' is longer than {MAX_QUERY} characters", code="query_too_long")
     rows: list[dict[str, Any]] = []
+    areas: list[dict[str, str]] = []
     if q and problem is None:
         rows = await request.app[DB].read(
             lambda c: run_search(c, q, incident_id, DEFAULT_LIMIT * 2)
         )
+        if incident_id is None:
+            found = await request.app[DB].read(lambda c: matching_areas(c, q))
+            areas = [{**a, "href": ctx.link(f"/areas/{a['code']}")} for a in found]
     results = [
         {
             **row,
             "href": ctx.link(f"{incident_path(row['incident'])}/entries/{row['seq']}"),
             "snippet": Markup(row["snippet"]),  # escaped by run_search, <mark> only
             "when": i18n.fmt(row["posted_at"], ctx.lang),
+            "corrections": [
+                {
+                    "seq": seq,
+                    "href": ctx.link(f"{incident_path(row['incident'])}/entries/{seq}"),
+                }
+                for seq in row["corrected_by"]
+            ],
         }
         for row in rows
     ]
@@ -90,6 +102,7 @@ async def search_page(request: web.Request) -> web.Response:
         everywhere_href=ctx.link("/search", q=q or None),
         problem=problem,
         results=results,
+        areas=areas,
     )
 
 

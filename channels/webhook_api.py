@@ -20,11 +20,13 @@ from aiohttp import web
 
 from broadcaster.api.common import json_response, query_int, remote_of
 from broadcaster.appkeys import DB, SETTINGS
+from broadcaster.areas import RANKS, check_code
 from broadcaster.auth import require
 from broadcaster.clock import format_ts
 from broadcaster.errors import NotFound, Unprocessable
 from broadcaster.fields import Field, check_object
 from broadcaster.jsonbody import read_object
+from broadcaster.store import areas as areas_store
 from broadcaster.store import webhooks as store
 from broadcaster.store.outbox import attempts_of
 from broadcaster.store.timeline import audit_row
@@ -35,6 +37,7 @@ from .ssrf import Guard, Refused, check_registration
 from .webhooks import EVENTS, WebhookSender, enqueue_webhooks
 
 MAX_INCIDENTS = 100
+MAX_AREAS = 100
 PAGE = 50
 
 
@@ -64,11 +67,23 @@ def _events(value: list[Any]) -> list[str]:
     return sorted(set(value))
 
 
+def _areas(value: list[Any]) -> list[str]:
+    if not 1 <= len(value) <= MAX_AREAS or not all(isinstance(item, str) for item in value):
+        raise Unprocessable(
+            f"'areas' must be a list of 1 to {MAX_AREAS} area codes",
+            code="invalid_value",
+            field="areas",
+        )
+    return sorted({check_code(item, "areas") for item in value})
+
+
 WEBHOOK_FIELDS = (
     Field("url", "line", required=True, max_len=2000),
     Field("incidents", "any", nullable=False, check=_incidents),
     Field("events", "list", nullable=False, check=_events),
     Field("description", "line", max_len=200),
+    Field("areas", "list", check=_areas),
+    Field("min_severity", "line", choices=tuple(RANKS)),
 )
 
 
@@ -79,6 +94,8 @@ def webhook_dict(row: Any) -> dict[str, Any]:
         "id": row["id"],
         "url": row["url"],
         "incidents": json.loads(row["incidents"]),
+        "areas": json.loads(row["areas"]) if row["areas"] else None,
+        "min_severity": row["min_severity"],
         "events": json.loads(row["events"]),
         "description": row["description"],
         "status": row["status"],
@@ -119,6 +136,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         raise Unprocessable(str(exc), code=exc.code, field="url") from None
     incidents = fields.get("incidents", "*")
     events = fields.get("events", ["entry.created"])
+    areas = fields.get("areas")
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     remote = remote_of(request)
 
@@ -128,6 +146,10 @@ async def create_webhook(request: web.Request) -> web.Response:
             raise Unprocessable(
                 f"no incident {unknown!r}", code="unknown_incident", field="incidents"
             )
+        known = areas_store.names(conn, areas or [])
+        for code in areas or []:
+            if code not in known:
+                raise Unprocessable(f"no area {code!r}", code="unknown_area", field="areas")
         webhook_id = store.insert(
             conn,
             url=str(url),
@@ -136,6 +158,8 @@ async def create_webhook(request: web.Request) -> web.Response:
             events=json.dumps(events),
             description=fields.get("description"),
             created_by=json.dumps(actor.public(), ensure_ascii=False),
+            areas=json.dumps(areas) if areas else None,
+            min_severity=fields.get("min_severity"),
         )
         audit_row(conn, actor, "webhook.create", f"webhook:{webhook_id}", {"url": str(url)}, remote)
         return webhook_dict(_row(conn, webhook_id))

@@ -29,8 +29,10 @@ from typing import Any
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
+from broadcaster.areas import RANKS
 from broadcaster.clock import now
 from broadcaster.model import Entry
+from broadcaster.store import areas as areas_store
 from broadcaster.store import webhooks as store
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery, enqueue
@@ -59,12 +61,27 @@ def planned(entry: Entry, events: list[str]) -> list[tuple[str, int]]:
 
 
 def enqueue_webhooks(conn: Any, incident: Any, entry: Entry) -> int:
-    """Add a delivery per matching endpoint and event (held for paused or disabled ones)."""
+    """Add a delivery per matching endpoint and event (held for paused or disabled ones).
+
+    An endpoint with ``areas`` gets the entries of incidents reaching one of
+    them (``broadcaster.areas``); with ``min_severity``, of incidents at that
+    level or above, before or after the entry (so a downgrade is heard too).
+    """
     added = 0
+    reached: set[str] | None = None
+    severity = entry.record.get("severity") or incident["severity"]
+    rank = max(RANKS.get(incident["severity"], 0), RANKS.get(severity, 0))
     for row in store.endpoints(conn):
         scope = json.loads(row["incidents"])
         if scope != "*" and entry.incident not in scope:
             continue
+        if row["min_severity"] and rank < RANKS[row["min_severity"]]:
+            continue
+        if row["areas"]:
+            if reached is None:
+                reached = areas_store.reached(conn, entry.incident)
+            if reached.isdisjoint(json.loads(row["areas"])):
+                continue
         state = "pending" if row["status"] == "active" else "held"
         for event, seq in planned(entry, json.loads(row["events"])):
             added += enqueue(conn, CHANNEL, row["id"], event, entry.incident, seq, state=state)

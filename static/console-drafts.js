@@ -16,7 +16,8 @@
     wait: "Waiting for a reviewer.", approvedBy: "Approved by {name} ({dept}), {time}: ",
     rejectedBy: "Returned by {name} ({dept}), {time}: {reason}", masked: "masked",
     acknowledged: "published as written: {reason}", findings: "Personal information found",
-    entry: "entry #{seq}", failed: "Could not reach the server. Try again.",
+    entry: "entry #{seq}", failed: "Could not reach the server. Try again.", incident: "New incident: {title} · {sev}",
+    change: "Status change: {what}", sev: { extreme: "Level I", severe: "Level II", moderate: "Level III", minor: "Level IV" },
     codes: { resident_id: "ID number", mobile: "Mobile number", bank_card: "Bank card", email: "E-mail", vehicle_plate: "Vehicle plate" }
   } : {
     refresh: "刷新", none: "暂无草稿。", count: "{n} 条待审核", pending: "待审核",
@@ -25,7 +26,8 @@
     own: "这是您提交的草稿，须由另一位审核人批准。", wait: "等待审核人批准。",
     approvedBy: "{name}（{dept}）于 {time} 批准发布：", rejectedBy: "{name}（{dept}）于 {time} 退回：{reason}",
     masked: "已打码", acknowledged: "按原文发布，理由：{reason}", findings: "发现的个人信息",
-    entry: "第{seq}条", failed: "无法连接服务器，请重试。",
+    entry: "第{seq}条", failed: "无法连接服务器，请重试。", incident: "新建事件：{title} · {sev}",
+    change: "状态变更：{what}", sev: { extreme: "一级", severe: "二级", moderate: "三级", minor: "四级" },
     codes: { resident_id: "身份证号", mobile: "手机号码", bank_card: "银行卡号", email: "电子邮箱", vehicle_plate: "车牌号" }
   };
   var LABEL = { pending: T.pending, approved: T.approved, rejected: T.rejected };
@@ -105,15 +107,19 @@
     var h = el("h3"), tag = el("strong", "【" + LABEL[draft.status] + "】");
     h.append(tag, " " + (titles[draft.incident] || draft.incident));
     art.append(h, el("p", fmt(T.by, person(draft.author, draft.created_at)), "hint"));
-    var preview = el("div", null, "timeline"), entry = el("article", null, "entry"), body = el("div", null, "body");
-    body.innerHTML = draft.entry.html; // rendered and sanitised by the server, as it will be published
+    var preview = el("div", null, "timeline"), entry = el("article", null, "entry"), body = el("div", null, "body"), e = draft.entry;
+    // Incident text and state changes are public too: the reviewer sees every field that will be.
+    if (e.kind === "incident") entry.append(el("p", fmt(T.incident, { title: e.title, sev: T.sev[e.severity] }), "kind"));
+    if (e.kind === "status") entry.append(el("p", fmt(T.change, { what: ["status", "severity", "advice", "area", "update_interval_minutes", "pinned"].filter(function (k) { return e[k] != null; }).map(function (k) { return k + "=" + (k === "severity" ? T.sev[e[k]] : e[k]); }).join("，") }), "kind"));
+    if (e.kind === "incident" && e.advice) entry.append(el("p", e.advice, "nowdo"));
+    body.innerHTML = e.html; // rendered and sanitised by the server, as it will be published
     entry.append(body);
     preview.append(entry);
     art.append(preview);
     var found = findings(draft);
     if (found) art.append(found);
     if (draft.status === "approved") {
-      var done = el("p", fmt(T.approvedBy, person(draft.decided_by, draft.decided_at))), link = el("a", fmt(T.entry, draft.published));
+      var done = el("p", fmt(T.approvedBy, person(draft.decided_by, draft.decided_at))), link = el("a", draft.published.seq ? fmt(T.entry, draft.published) : draft.entry.title);
       link.href = draft.published.url;
       done.append(link);
       art.append(done);

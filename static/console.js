@@ -14,7 +14,10 @@
     figures: "Figures", published: "Published #{seq}: ", draft: "Held for review (draft {id})",
     created: "Incident created: ", dueIn: "Next update due by {t} ({m} min left)",
     late: "The promised update is {m} min late", noDue: "No update interval promised",
-    current: "now {v}", smsCount: "{n} characters: {p} SMS part(s) (70 in one, 67 per part)",
+    current: "now {v}", smsCount: "{n} characters with signature, title, link and stop hint: {p} SMS part(s) of at most {m}",
+    smsOver: "The SMS would need {p} parts, more than {m}: shorten the text by {o} characters or untick SMS",
+    smsRow: "SMS ({p} part(s)): {text}", needSeverity: "Choose a level", needChange: "Fill in at least one change",
+    incidentDraft: "Incident held for review (draft {id}): public once approved", badPinned: "Entry numbers separated by commas",
     failed: "Could not reach the server; nothing was published. Try again.", findings: "{code}: {excerpt}"
   } : {
     signedIn: "已登录", badToken: "令牌无效或权限不足", needBody: "请填写正文",
@@ -23,7 +26,10 @@
     web: "网页、订阅源、CAP、Webhook", sms: "短信，每位订阅者 {n} 条", figures: "关键数字",
     published: "已发布 #{seq}：", draft: "已提交审核（草稿 {id}）", created: "已新建事件：",
     dueIn: "下次更新应于 {t} 前（还剩 {m} 分钟）", late: "已超过承诺更新时间 {m} 分钟",
-    noDue: "未承诺更新间隔", current: "当前 {v}", smsCount: "{n} 字，按 {p} 条短信发送（单条 70 字，长短信每条 67 字）",
+    noDue: "未承诺更新间隔", current: "当前 {v}", smsCount: "含签名、标题、链接和退订提示共 {n} 字，{p} 条短信（上限 {m} 条）",
+    smsOver: "短信需要 {p} 条，超过上限 {m} 条：请删减 {o} 字，或不发送短信", smsRow: "短信（{p} 条）：{text}",
+    needSeverity: "请选择级别", needChange: "请至少填写一项变更", badPinned: "请填写以逗号分隔的序号",
+    incidentDraft: "事件已提交审核（草稿 {id}），批准后公开",
     failed: "无法连接服务器，未发布。请重试。", findings: "{code}：{excerpt}"
   };
   function fmt(s, o) { return s.replace(/\{(\w+)\}/g, function (m, k) { return o[k]; }); }
@@ -59,6 +65,7 @@
   }
   function fieldEl(name) {
     if (name.indexOf("figures.") === 0) return $("fig-" + name.slice(8));
+    if ($("f-status") && !$("f-status").hidden && $("s-" + name)) return $("s-" + name);
     return $({ update_interval_minutes: "interval", acknowledge: "ack-reason" }[name] || name);
   }
   function fromApi(r) { errors([{ field: r.body.field, message: r.body.message || ("HTTP " + r.status) }]); }
@@ -151,13 +158,34 @@
     return Object.keys(out).length ? out : null;
   }
   document.querySelectorAll("[data-fig]").forEach(function (i) { i.addEventListener("input", function () { figures([]); }); });
-  function smsCount() {
-    var n = $("body").value.length, p = n <= 70 ? 1 : Math.ceil(n / 67); // UTF-16 units: an emoji counts 2
-    $("sms-count").textContent = $("sms").checked ? fmt(T.smsCount, { n: n, p: p }) : "";
-    return p;
+  // The SMS is composed by the server with the sender's own code: what is shown is what is sent.
+  var smsTimer = 0;
+  function smsShow(m) {
+    var over = !m.fits;
+    $("sms-count").textContent = over ? fmt(T.smsOver, { p: m.segments, m: m.max_segments, o: m.over_by }) : fmt(T.smsCount, { n: m.units, p: m.segments, m: m.max_segments });
+    $("sms-count").className = over ? "err" : "hint";
+    $("sms-text").textContent = m.text;
+    $("sms-box").hidden = false;
   }
-  $("body").addEventListener("input", smsCount);
-  $("sms").addEventListener("change", smsCount);
+  function previewBody(b) {
+    var q = { body: b.body, incident: incident() && incident().id, kind: b.kind };
+    ["status", "severity", "advice", "area"].forEach(function (k) { if (b[k] != null) q[k] = b[k]; });
+    return q;
+  }
+  function smsCount() {
+    clearTimeout(smsTimer);
+    if (!$("sms").checked || !incident()) { $("sms-count").textContent = ""; $("sms-box").hidden = true; return; }
+    smsTimer = setTimeout(function () {
+      api("POST", "/api/preview", previewBody(payload().body)).then(function (r) { if (r.body.sms) smsShow(r.body.sms); });
+    }, 400);
+  }
+  ["body", "s-advice", "s-area"].forEach(function (id) { $(id).addEventListener("input", smsCount); });
+  ["sms", "status", "s-severity"].forEach(function (id) { $(id).addEventListener("change", smsCount); });
+  $("s-severity").addEventListener("change", function () { // a level change reaches subscribers by default
+    var inc = incident();
+    $("sms").checked = !!$("s-severity").value && (!inc || inc.severity !== $("s-severity").value);
+    smsCount();
+  });
 
   function payload() {
     var problems = [], k = kind(), p = { kind: k, body: $("body").value, sms: $("sms").checked };
@@ -167,7 +195,18 @@
       if (!/^\d+$/.test($("corrects").value.trim())) problems.push({ field: "corrects", message: T.needCorrects });
       else p.corrects = parseInt($("corrects").value, 10);
     }
-    if (k === "status") p.status = $("status").value;
+    if (k === "status") {
+      if ($("status").value) p.status = $("status").value;
+      if ($("s-severity").value) p.severity = $("s-severity").value;
+      ["advice", "area", "summary"].forEach(function (f) { if ($("s-" + f).value.trim()) p[f] = $("s-" + f).value.trim(); });
+      var iv = $("s-interval").value.trim(), pin = $("s-pinned").value.trim();
+      if (iv && !/^\d+$/.test(iv)) problems.push({ field: "update_interval_minutes", message: T.badNumber });
+      else if (iv) p.update_interval_minutes = parseInt(iv, 10);
+      if (pin && !/^\d+(\s*[,，、]\s*\d+)*$/.test(pin)) problems.push({ field: "pinned", message: T.badPinned });
+      else if (pin) p.pinned = pin.split(/[,，、]/).map(function (x) { return parseInt(x, 10); });
+      if (!["status", "severity", "advice", "area", "summary", "update_interval_minutes", "pinned"].some(function (f) { return p[f] != null; }))
+        problems.push({ field: "status", message: T.needChange });
+    }
     if (k !== "status" && !p.body.trim()) problems.push({ field: "body", message: T.needBody });
     return { body: p, problems: problems };
   }
@@ -176,14 +215,20 @@
     var p = payload();
     errors(p.problems);
     if (p.problems.length) return;
-    api("POST", "/api/preview", { body: p.body.body }).then(function (r) {
+    api("POST", "/api/preview", previewBody(p.body)).then(function (r) {
       if (r.status !== 200) { fromApi(r); return; }
+      var m = r.body.sms;
+      if (p.body.sms && m) {
+        smsShow(m);
+        if (!m.fits) { errors([{ field: "body", message: fmt(T.smsOver, { p: m.segments, m: m.max_segments, o: m.over_by }) }]); return; }
+      }
       pendingBody = p.body;
       pendingKey = key();
       $("preview").innerHTML = r.body.html; // rendered by the server exactly as it will be published
       var dl = $("check-list");
       dl.textContent = "";
-      var rows = [[T.kind, document.querySelector("input[name=kind]:checked").parentNode.textContent.trim()], [T.incident, incident().title], [T.channels, T.web + (p.body.sms ? "；" + fmt(T.sms, { n: smsCount() }) : "")]];
+      var rows = [[T.kind, document.querySelector("input[name=kind]:checked").parentNode.textContent.trim()], [T.incident, incident().title], [T.channels, T.web + (p.body.sms && m ? "；" + fmt(T.sms, { n: m.segments }) : "")]];
+      if (p.body.sms && m) rows.push([T.sms.split(/[，,]/)[0], fmt(T.smsRow, { p: m.segments, text: m.text })]);
       if (p.body.figures) rows.push([T.figures, Object.keys(p.body.figures).map(function (k) { return k + " " + (current[k] == null ? "—" : current[k]) + " → " + p.body.figures[k]; }).join("，")]);
       rows.forEach(function (row) { var d = el("div"); d.append(el("dt", row[0]), el("dd", row[1])); dl.append(d); });
       $("check").hidden = false;
@@ -233,6 +278,8 @@
     ev.preventDefault();
     var body = { title: $("title").value.trim(), severity: $("severity").value }, problems = [];
     if (!body.title) problems.push({ field: "title", message: T.needTitle });
+    if (!body.severity) problems.push({ field: "severity", message: T.needSeverity }); // no default: a hurried editor must choose
+    if ($("advice").value.trim()) body.advice = $("advice").value.trim();
     if ($("area").value.trim()) body.area = $("area").value.trim();
     if ($("summary").value.trim()) body.summary = $("summary").value;
     var iv = $("interval").value.trim();
@@ -243,6 +290,7 @@
     var b = ev.submitter || $("new-form").querySelector("button");
     b.disabled = true;
     api("POST", "/api/incidents", body).then(function (r) {
+      if (r.status === 202) { errors([]); $("new-form").reset(); banner(fmt(T.incidentDraft, { id: r.body.draft_id })); return; }
       if (r.status !== 201) { fromApi(r); return; }
       errors([]);
       $("new-form").reset();

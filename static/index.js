@@ -9,7 +9,7 @@
   if (!cfgEl || !window.fetch) return;
   var C = JSON.parse(cfgEl.textContent), heads = C.heads, zh = C.lang !== "en";
   var line, shown = 0, busy = false;
-  if (!Object.keys(heads).length) return;
+  if (!Object.keys(heads).length && !C.source) return;
   var h1 = document.querySelector("main h1");
   line = document.createElement("p");
   line.className = "hint";
@@ -29,13 +29,14 @@
   function poll() {
     if (busy || document.hidden) return;
     busy = true;
-    fetch("/api/incidents", { cache: "no-cache", headers: { Accept: "application/json" } })
+    fetch(C.source || "/api/incidents", { cache: "no-cache", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (d) {
         if (!d) return;
         var n = 0;
         d.incidents.forEach(function (i) {
-          if (i.id in heads && i.head && i.head.seq > heads[i.id]) n++;
+          // An area page (C.source) also counts incidents new to the area.
+          if (i.id in heads ? i.head && i.head.seq > heads[i.id] : C.source) n++;
         });
         say(n);
       })

@@ -17,11 +17,13 @@
   function fmt(s, o) { return s.replace(/\{(\w+)\}/g, function (m, k) { return o[k]; }); }
   // A redacted entry's text leaves the page everywhere it appears: the
   // timeline article and the key-events list (same label as the server's).
-  function withdraw(x) {
-    var gone = $("e" + x.seq), tmp = el("div");
-    tmp.innerHTML = x.html; // the server's redaction notice
+  function withdraw(x, notice) {
+    var gone = $("e" + x.seq);
     if (gone) {
-      gone.querySelector(".body").innerHTML = x.html;
+      var b = gone.querySelector(".body");
+      b.textContent = "";
+      b.removeAttribute("lang");
+      b.append(el("p", "redaction-notice", notice));
       var figs = gone.querySelector(".efigs");
       if (figs) figs.remove();
       gone.classList.add("is-redacted");
@@ -30,9 +32,49 @@
       var t = a.querySelector("time");
       a.textContent = "";
       if (t) a.append(t, " ");
-      a.append((L.kinds[x.kind] || x.kind) + "：" + tmp.textContent.trim().slice(0, 40));
+      a.append(keyLine(L.kinds[x.kind] || x.kind, S.withheld));
     });
   }
+  function cut(t) { return t.length > 40 ? t.slice(0, 39) + "…" : t; }
+  function keyLine(kind, text) { var s = el("span", null, cut(kind + "：" + text)); if (C.cl) s.lang = C.cl; return s; }
+  function isKey(e) {
+    var pinsOnly = e.kind === "status" && ["status", "severity", "advice", "summary", "area", "update_interval_minutes"].every(function (k) { return e[k] == null; });
+    return e.seq === 1 || (e.kind === "status" && !pinsOnly) || e.kind === "correction" || e.kind === "redaction" || !!e.figures;
+  }
+  function keyItem(e, pinned) {
+    var li = el("li"), a = link("#e" + e.seq, ""), d = new Date(e.posted_at), t = el("time", null, when(d)), tmp = el("div");
+    tmp.innerHTML = e.html;
+    var text = e.redacted ? S.withheld : tmp.textContent.trim();
+    li.dataset.seq = e.seq;
+    t.dateTime = iso8(d);
+    a.append(t, " ");
+    if (pinned) a.append(el("span", "pin", S.pinned), " ");
+    a.append(keyLine(L.kinds[e.kind] || e.kind, text || "#" + e.seq));
+    li.append(a);
+    return li;
+  }
+  // Key events stay current: pinned ones first (the editors' order), then the newest by rule.
+  function keys(e) {
+    var ul = $("keys");
+    if (!ul) return;
+    if (e.pinned) {
+      C.pinned = e.pinned;
+      Promise.all(e.pinned.map(function (n) {
+        return fetch("/api/incidents/" + encodeURIComponent(C.id) + "/entries/" + n).then(function (r) { return r.json(); });
+      })).then(function (list) {
+        ul.querySelectorAll("li").forEach(function (li) { if (li.querySelector(".pin")) li.remove(); });
+        list.reverse().forEach(function (x) { var old = ul.querySelector('li[data-seq="' + x.seq + '"]'); if (old) old.remove(); ul.prepend(keyItem(x, true)); });
+        trim(ul);
+      });
+    }
+    if (!isKey(e) || C.pinned.indexOf(e.seq) >= 0) return;
+    var first = null;
+    ul.querySelectorAll("li").forEach(function (li) { if (!first && !li.querySelector(".pin")) first = li; });
+    ul.insertBefore(keyItem(e, false), first);
+    trim(ul);
+    ul.closest("section").hidden = false;
+  }
+  function trim(ul) { var li = ul.querySelectorAll("li"); for (var i = 8; i < li.length; i++) li[i].remove(); }
   function el(tag, cls, text) {
     var n = document.createElement(tag);
     if (cls) n.className = cls;
@@ -55,7 +97,7 @@
     return s < 3600 ? rtf.format(-Math.floor(s / 60), "minute") : rtf.format(-Math.floor(s / 3600), "hour");
   }
   function relTimes() {
-    var times = document.querySelectorAll("#timeline h3 time, #last");
+    var times = document.querySelectorAll("#timeline h3 time, #last, #keys time");
     for (var i = 0; i < times.length; i++) {
       var t = times[i], r = t.nextElementSibling;
       if (!r || r.className !== "rel") { r = el("span", "rel"); t.after(r); }
@@ -112,7 +154,20 @@
     a.append(h);
     if (e.corrects) { var c = el("p", "note"); c.append(link("#e" + e.corrects, fmt(S.corrects, { seq: e.corrects }))); a.append(c); }
     if (e.redacts) { var r = el("p", "note"); r.append(link("#e" + e.redacts, fmt(S.redacts, { seq: e.redacts }))); a.append(r); }
+    if (e.kind === "status") {
+      var ch = el("dl", "changes"), G = L.chg;
+      [["severity", G.level, L.sev[e.severity]], ["status", G.status, S["status." + e.status]], ["advice", G.advice, e.advice], ["area", G.area, e.area],
+        ["summary", G.summary, e.summary != null && G.summary_changed], ["update_interval_minutes", G.interval, e.update_interval_minutes]].forEach(function (r) {
+        if (e[r[0]] == null) return;
+        var w = el("div"), dd = el("dd", null, r[2] || "—");
+        if (C.cl && (r[0] === "advice" || r[0] === "area")) dd.lang = C.cl;
+        w.append(el("dt", null, r[1]), dd);
+        ch.append(w);
+      });
+      a.append(ch);
+    }
     var body = el("div", "body");
+    if (C.cl && !e.redacted) body.lang = C.cl;
     body.innerHTML = e.html; // sanitised on the server (markdown-it + nh3 allowlist)
     a.append(body);
     if (e.figures && !e.redacted) {
@@ -135,11 +190,19 @@
     var d = new Date(e.posted_at), lastEl = $("last");
     if (lastEl) { lastEl.dateTime = iso8(d); lastEl.textContent = when(d); }
     if (e.update_interval_minutes) C.interval = e.update_interval_minutes;
-    if (e.status) setStatus(e.status);
+    if (e.severity) C.severity = e.severity;
+    if (e.status || e.severity) setStatus(e.status || C.status);
+    if (e.advice != null) setText("nowdo", e.advice);
+    if (e.area != null) setText("area", e.area);
+    if (e.summary != null) { var sm = document.querySelector(".summary .body"); if (sm) { sm.textContent = ""; sm.append(el("p", "note", L.chg.summary_changed + " · "), link(location.pathname + location.search, S.refresh)); } }
+    if (e.kind === "answer") answered(e);
+    keys(e);
     C.due = C.interval && C.status === "active" ? new Date(d.getTime() + C.interval * 6e4).toISOString() : null;
     var target = e.corrects && $("e" + e.corrects);
     if (target) {
       target.classList.add("is-corrected");
+      if (!target.querySelector(".corr-mark")) target.querySelector("header h3").before(el("span", "corr-mark", S.corrected), " ");
+      document.querySelectorAll('#keys li[data-seq="' + e.corrects + '"] a').forEach(function (a) { if (!a.querySelector(".corr-mark")) a.querySelector("time").after(" ", el("span", "corr-mark", S.corrected)); });
       var n = el("p", "note corr", fmt(S.corrected_at, { time: when(d) }) + " → ");
       n.append(link("#e" + e.seq, S.see_correction));
       target.insertBefore(n, target.querySelector("footer"));
@@ -147,7 +210,7 @@
     if (e.redacts) {
       fetch("/api/incidents/" + encodeURIComponent(C.id) + "/entries/" + e.redacts)
         .then(function (r) { return r.json(); })
-        .then(function (x) { withdraw(x); });
+        .then(function (x) { var n = el("div"); n.innerHTML = x.html; withdraw(x, zh ? n.textContent.trim() : S.withheld); });
     }
     if (e.figures && !e.redacted) {
       Object.keys(e.figures).forEach(function (k) {
@@ -161,14 +224,37 @@
       });
     }
     countdown();
+    relTimes(); // the header's "(5分钟前)" must follow the new time at once
   }
   function setStatus(status) {
     C.status = status;
     var tag = $("tag");
     if (tag) {
       tag.textContent = L.sev[C.severity] + " · " + S["status." + status];
-      tag.classList.toggle("resolved", status === "resolved");
+      tag.className = "sev sev-" + C.severity + (status === "resolved" ? " resolved" : "");
     }
+    // Advice is what to do now: an incident that is over gives none.
+    var nd = $("nowdo");
+    if (nd) nd.hidden = status === "resolved";
+    if (status === "resolved" && !$("over")) { var o = el("p", "over", fmt(S.resolved_note, { time: tf.format(new Date()) })); o.id = "over"; tag.parentNode.after(o); }
+    if (status === "active" && $("over")) $("over").remove();
+  }
+  function setText(id, text) {
+    var n = $(id);
+    if (!n && id === "nowdo") { n = el("span", "nowdo"); n.id = id; if (C.cl) n.lang = C.cl; $("tag").after(" ", n); }
+    if (n) { n.textContent = text; n.hidden = !text || (id === "nowdo" && C.status === "resolved"); }
+  }
+  function answered(e) {
+    var ul = $("answers"), q = el("div");
+    q.innerHTML = e.html;
+    var bq = q.querySelector("blockquote");
+    if (!ul || !bq) return;
+    var none = $("no-answers"), li = el("li"), p = el("p", null, bq.textContent.trim()), m = el("p", "meta");
+    if (none) none.remove();
+    if (C.cl) p.lang = C.cl;
+    m.append(link("#e" + e.seq, S.see_answer + " #" + e.seq));
+    li.append(p, m);
+    ul.prepend(li);
   }
 
   function got(e) {

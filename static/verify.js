@@ -14,7 +14,8 @@
   "use strict";
   var FIELDS = ["incident", "seq", "kind", "posted_at", "event_time", "author", "corrects",
     "status", "sms", "figures", "approved_by", "redacts", "question",
-    "update_interval_minutes", "content_hash", "prev_hash"];
+    "update_interval_minutes", "severity", "advice", "summary", "area", "pinned",
+    "content_hash", "prev_hash"];
   var CREATION = ["incident", "title", "summary", "advice", "severity", "area", "started_at",
     "created_by"];
   var WHAT = {

@@ -1,4 +1,4 @@
-"""``deploy/nginx.conf`` in front of two nodes (PostgreSQL, Redis): WebSocket, SSE, feeds, readiness.
+"""``deploy/nginx.conf`` in front of two nodes (PostgreSQL, Redis): live, feeds, readiness.
 
 The example file is used as shipped, with only what a deployment changes
 replaced: the upstream addresses (two nodes on loopback ports), the listen

@@ -93,11 +93,16 @@ async def guarded_client(settings: Settings) -> AsyncIterator[TestClient]:
 
 
 async def test_the_setting_holds_every_entry_whoever_posts(guarded_client: TestClient) -> None:
-    """With the setting on, even an admin's update is held; a redaction is not."""
+    """With the setting on, even an admin's incident and update are held; a redaction is not."""
     client = guarded_client
     admin = bearer(await make_token(client, "admin", "局长"))
     reviewer = bearer(await make_token(client, "reviewer", "审核员"))
-    incident = await create_incident(client, admin)
+    body = {"title": "崂山区沙子口街道山洪", "severity": "severe"}
+    held = await client.post("/api/incidents", json=body, headers=admin)
+    assert held.status == 202
+    created = await approve(client, reviewer, (await held.json())["draft_id"])
+    assert created.status == 201
+    incident = await created.json()
     answer = await submit(client, admin, incident["id"])
     assert (await approve(client, reviewer, answer["draft_id"])).status == 201
     redaction = await client.post(

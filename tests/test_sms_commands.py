@@ -85,7 +85,6 @@ def test_unsubscribe_from_one_county(text: str, code: str) -> None:
         "SUBWAY",
         "DYSZK",
         "SUB SZK EXTRA",
-        "订阅 深圳",
         "订阅 SZK_1",
         "TD退订",
         "请帮我退订",
@@ -105,3 +104,40 @@ def test_command_is_frozen() -> None:
     command = parse("TD")
     with pytest.raises(AttributeError):
         command.action = "help"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("订阅 崂山区", Command("subscribe", "崂山区")),
+        ("订阅崂山区", Command("subscribe", "崂山区")),
+        ("订阅：崂山", Command("subscribe", "崂山")),
+        ("订阅 370212", Command("subscribe", "370212")),
+        ("SUB 370212", Command("subscribe", "370212")),
+        ("sub 370212002", Command("subscribe", "370212002")),
+        ("ＳＵＢ　３７０２１２", Command("subscribe", "370212")),
+        ("订阅　崂山区。", Command("subscribe", "崂山区")),
+        ("订阅 崂山区 全部", Command("subscribe", "崂山区", every=True)),
+        ("订阅崂山区全部", Command("subscribe", "崂山区", every=True)),
+        ("订阅 370212 全部", Command("subscribe", "370212", every=True)),
+        ("SUB 370212 ALL", Command("subscribe", "370212", every=True)),
+        ("sub 370212 all", Command("subscribe", "370212", every=True)),
+        ("ＳＵＢ　３７０２１２　ＡＬＬ", Command("subscribe", "370212", every=True)),
+        ("SUB 崂山区 ALL", Command("subscribe", "崂山区", every=True)),
+        ("SUB SZKALL", Command("subscribe", "SZKALL")),
+        ("订阅 深圳", Command("subscribe", "深圳")),
+        ("退订 崂山区", Command("unsubscribe", "崂山区")),
+        ("TD 370212", Command("unsubscribe", "370212")),
+        ("退订全部", Command("unsubscribe", None)),
+        ("TD ALL", Command("unsubscribe", None)),
+    ],
+)
+def test_areas(text: str, expected: Command) -> None:
+    """Areas are named by name, alias or code, in any width, with 全部/ALL for every level."""
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["订阅 全部", "SUB ALL", "订阅 崂山区 其他", "SUB 370212ALL X"])
+def test_area_nonsense_gets_help(text: str) -> None:
+    """A level word without an area, or extra words after it, gets help."""
+    assert parse(text) == Command("help", None)

@@ -119,12 +119,21 @@ async def test_a_repeated_msgid_has_no_effect(
 async def test_sms_entry_reaches_each_subscriber_once_and_td_stops_it(
     client: TestClient, editor: Any, gateway: Receiver
 ) -> None:
-    """An sms entry goes to every subscriber, composed and short; after TD nothing more comes."""
+    """An sms entry goes to every subscriber, whole; one too long is refused, never cut."""
     incident = await create_incident(client, editor, code="SZK", title="崂山区沙子口街道山洪")
     for phone in (PHONE, OTHER):
         await text_in(client, "订阅SZK", sender=phone)
         await next_sms(gateway)
-    body = "沙子口街道水位持续上涨，" * 30
+    too_long = await client.post(
+        f"/api/incidents/{incident['id']}/entries",
+        json={"body": "沙子口街道水位持续上涨，" * 30, "sms": True},
+        headers=editor,
+    )
+    refused = await too_long.json()
+    assert (too_long.status, refused["error"]) == (422, "sms_too_long")
+    assert (refused["sms"]["segments"], refused["sms"]["max_segments"]) == (7, 3)
+    assert refused["sms"]["over_by"] == refused["sms"]["units"] - 3 * 67
+    body = "沙子口街道水位持续上涨，" * 8 + "救援电话 0532-88888888。"
     entry = await post_entry(client, editor, incident["id"], body=body, sms=True)
     got = [await next_sms(gateway) for _ in range(2)]
     assert sorted(sms["to"] for sms in got) == [PHONE, OTHER]
@@ -132,6 +141,7 @@ async def test_sms_entry_reaches_each_subscriber_once_and_td_stops_it(
     assert text.startswith("【崂山区应急管理局】崂山区沙子口街道山洪：沙子口街道")
     link = f"http://example.test/incidents/{incident['id']}/entries/{entry['seq']}"
     assert link in text and text.endswith("回TD退订")
+    assert "救援电话 0532-88888888。" in text and "…" not in text
     assert segments(text) <= 3
     await text_in(client, "ＴＤ", sender=PHONE)
     assert "已退订" in (await next_sms(gateway))["text"]

@@ -16,13 +16,27 @@ from ..errors import Conflict, NotFound, Unprocessable
 from ..fields import Field, check_object
 from ..figures import check_figures
 from ..jsonbody import read_object
-from ..model import Actor, NewEntry
+from ..model import MAX_PINNED, SEVERITIES, Actor, NewEntry
 from ..review import outcome_of, review_hooks
 from ..sitelog import keys_document
 from ..store import log as log_store
 from ..store import tokens as tokens_store
 from ..timeline import AppendCheck, Head
 from .common import incident_or_404, json_response, query_int, remote_of, seq_param
+from .incidents import ADVICE_MAX
+
+
+def check_pinned(value: list[Any]) -> list[int]:
+    """Check ``pinned``: distinct entry numbers, at most ``MAX_PINNED``, in the editor's order."""
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    if not ok or len(set(value)) != len(value) or len(value) > MAX_PINNED:
+        raise Unprocessable(
+            f"'pinned' must list at most {MAX_PINNED} distinct entry numbers",
+            code="invalid_value",
+            field="pinned",
+        )
+    return value
+
 
 ENTRY_FIELDS = (
     Field("body", "text", nullable=False, max_len=20_000),
@@ -33,6 +47,11 @@ ENTRY_FIELDS = (
     Field("event_time", "time"),
     Field("figures", "object", check=check_figures),
     Field("update_interval_minutes", "int", low=1, high=7 * 24 * 60),
+    Field("severity", "line", choices=SEVERITIES),
+    Field("advice", "line", max_len=ADVICE_MAX),
+    Field("summary", "text", max_len=20_000),
+    Field("area", "line", max_len=200),
+    Field("pinned", "list", check=check_pinned),
     Field("mask", "bool", nullable=False),
     Field("acknowledge", "object"),
 )
@@ -87,6 +106,10 @@ async def post_entry(request: web.Request) -> web.Response:
     fields.setdefault("kind", "update")
     fields.setdefault("body", "")
     incident_id = request.match_info["incident"]
+    if fields.get("severity") is not None and "sms" not in fields:
+        # An escalation or de-escalation reaches SMS subscribers unless the editor says not.
+        incident = await incident_or_404(request, incident_id)
+        fields["sms"] = fields["severity"] != incident["severity"]
     new, options = new_entry_from(fields)
     publisher = request.app[PUBLISHER]
     new = publisher.review(new, options, actor)

@@ -9,8 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import DB, STORE
+from ..appkeys import DB, SETTINGS, STORE
+from ..areas import check_code
 from ..auth import require
+from ..drafts import hold_incident
 from ..errors import Unprocessable
 from ..fields import Field, check_object
 from ..jsonbody import read_object
@@ -19,6 +21,8 @@ from ..review import review_text
 from ..store import log as log_store
 from .common import incident_or_404, json_response, remote_of
 
+#: One short sentence: "现在应做：关闭门窗，留在室内。"
+ADVICE_MAX = 200
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 CODE = re.compile(r"^[A-Z0-9]{1,8}$")
 
@@ -42,11 +46,27 @@ def _code(value: str) -> str:
     return value
 
 
+MAX_AREAS = 50
+
+
+def _areas(value: list[Any]) -> list[str]:
+    if len(value) > MAX_AREAS or not all(isinstance(item, str) for item in value):
+        raise Unprocessable(
+            f"'areas' must be a list of at most {MAX_AREAS} area codes",
+            field="areas",
+            code="invalid_value",
+        )
+    codes = [check_code(item, "areas") for item in value]
+    return list(dict.fromkeys(codes))
+
+
 INCIDENT_FIELDS = (
     Field("title", "line", required=True, max_len=120),
     Field("summary", "text", max_len=20_000),
-    Field("severity", "line", required=True, choices=SEVERITIES),
+    Field("advice", "line", max_len=ADVICE_MAX),
+    Field("severity", "line", required=True, nullable=False, choices=SEVERITIES),
     Field("area", "line", max_len=200),
+    Field("areas", "list", nullable=False, check=_areas),
     Field("started_at", "time"),
     Field("update_interval_minutes", "int", low=1, high=7 * 24 * 60),
     Field("id", "line", max_len=64, check=_slug),
@@ -56,10 +76,11 @@ INCIDENT_FIELDS = (
 )
 #: Incident text is public at once and cannot be redacted later: it passes the
 #: same privacy review as entries (refused with findings, or masked on request).
-REVIEWED_FIELDS = ("title", "summary", "area")
+REVIEWED_FIELDS = ("title", "summary", "advice", "area")
 
 
 async def create_incident(request: web.Request) -> web.Response:
+    """Create an incident, or hold it for a second person when two-person review is on."""
     actor = await require(request, "editor")
     fields = check_object(await read_object(request), INCIDENT_FIELDS)
     if not fields["title"]:
@@ -68,6 +89,9 @@ async def create_incident(request: web.Request) -> web.Response:
     for name in REVIEWED_FIELDS:
         if fields.get(name):
             fields[name] = review_text(fields[name], field=name, mask=mask)
+    if request.app[SETTINGS].require_approval:
+        held = await hold_incident(request.app, fields, actor, remote=remote_of(request))
+        return json_response(held, status=202, headers={"Location": held["url"]})
     incident = await request.app[STORE].create_incident(fields, actor, remote_of(request))
     return json_response(incident, status=201)
 

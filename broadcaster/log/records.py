@@ -6,8 +6,8 @@ Every log entry is canonical JSON (``broadcaster.chain.canonical_json``):
   timeline's entries with their ``hash``; seq 0 is the incident's creation,
   whose ``hash`` is ``"sha256:" + hex(SHA-256(canonical_json(record)))`` over
   the creation record ``{"advice", "area", "created_by", "incident",
-  "severity", "started_at", "summary", "title"}`` (``advice`` is null until
-  incidents carry advice at creation);
+  "severity", "started_at", "summary", "title"}``: the incident as created
+  (``advice`` null when none was given); later changes are status entries;
 - a key announcement ``{"key_id", "public_key", "replaces", "signature",
   "type": "key", "valid_from"}``: the site's new Ed25519 key (raw public key
   in unpadded base64url, ``key_id`` as in ``broadcaster.signing``), the id of

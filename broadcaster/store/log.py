@@ -50,9 +50,21 @@ class KeyRow:
 
 
 def size(conn: Any) -> int:
-    """Return the number of leaves in the log."""
+    """Return the number of leaves in the log.
+
+    Inside a PostgreSQL write group (``conn.group`` set) the size is read once
+    and then kept up to date by ``append_leaves``: the group holds the site's
+    write lock, so only its own jobs can add leaves, and the group forgets the
+    value whenever a job is rolled back.
+    """
+    group = getattr(conn, "group", None)
+    if group is not None and "log_size" in group:
+        return int(group["log_size"])
     row = conn.execute("SELECT MAX(idx) FROM log_leaves").fetchone()
-    return 0 if row[0] is None else int(row[0]) + 1
+    found = 0 if row[0] is None else int(row[0]) + 1
+    if group is not None:
+        group["log_size"] = found
+    return found
 
 
 def stored_reader(conn: Any) -> StoredHashes:
@@ -83,6 +95,9 @@ def append_leaves(conn: Any, leaves: Sequence[tuple[str | None, int | None, byte
         conn.execute(
             "INSERT INTO log_hashes (level, idx, hash) VALUES (?, ?, ?)", (level, position, digest)
         )
+    group = getattr(conn, "group", None)
+    if group is not None:
+        group["log_size"] = first + len(leaves)
     return first
 
 

@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Entry
+from ..model import STATE_FIELDS, Entry
 from .pg_conn import dialect_of
-from .timeline import entry_from_row, entry_select, incident_dict, no_limit
+from .timeline import entry_from_row, entry_select, incident_dict, no_limit, with_corrections
 
 
 def _member(conn: Any, column: str, name: str) -> str:
@@ -76,7 +76,7 @@ def entries_where(
         f"{entry_select(conn)} WHERE e.incident = ? AND {where} ORDER BY e.seq {order} LIMIT ?",
         (incident_id, *args, no_limit(conn) if limit is None else limit),
     ).fetchall()
-    return [entry_from_row(row) for row in rows]
+    return with_corrections(conn, [entry_from_row(row) for row in rows])
 
 
 def timeline_slice(
@@ -148,6 +148,18 @@ def timeline_facts(conn: Any, incident_id: str, key_events: int = 8) -> Facts:
     return facts
 
 
+def entries_by_seq(conn: Any, incident_id: str, seqs: list[int]) -> list[Entry]:
+    """Return the named entries, in the order named (those that exist)."""
+    if not seqs:
+        return []
+    marks = ",".join("?" * len(seqs))
+    found = {
+        e.seq: e
+        for e in entries_where(conn, incident_id, f"e.seq IN ({marks})", tuple(seqs), "ASC")
+    }
+    return [found[seq] for seq in seqs if seq in found]
+
+
 def neighbours(conn: Any, incident_id: str, seq: int) -> list[Entry]:
     """Return the entries ``seq - 1 .. seq + 1`` that exist, in order."""
     return entries_where(conn, incident_id, "e.seq BETWEEN ? AND ?", (seq - 1, seq + 1), "ASC")
@@ -167,7 +179,7 @@ def latest_across(conn: Any, limit: int) -> list[Entry]:
     rows = conn.execute(
         f"{entry_select(conn)} ORDER BY {posted_at} DESC, e.seq DESC LIMIT ?", (limit,)
     ).fetchall()
-    return [entry_from_row(row) for row in rows]
+    return with_corrections(conn, [entry_from_row(row) for row in rows])
 
 
 def redactions(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Any]:
@@ -178,7 +190,8 @@ def redactions(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], 
     found: dict[tuple[str, int], Any] = {}
     for incident_id, seq in keys:
         row = conn.execute(
-            "SELECT redaction_seq, posted_at, basis FROM redactions WHERE incident = ? AND seq = ?",
+            "SELECT redaction_seq, posted_at, basis, department FROM redactions"
+            " WHERE incident = ? AND seq = ?",
             (incident_id, seq),
         ).fetchone()
         if row is not None:
@@ -186,6 +199,7 @@ def redactions(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], 
                 "seq": row["redaction_seq"],
                 "posted_at": row["posted_at"],
                 "basis": row["basis"],
+                "department": row["department"],
             }
     return found
 
@@ -212,3 +226,38 @@ def incidents_by_id(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         f"SELECT * FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids
     ).fetchall()
     return {row["id"]: incident_dict(row) for row in rows}
+
+
+def state_at(conn: Any, incident_id: str, seq: int) -> dict[str, Any]:
+    """Return the incident state (severity, advice, summary, area, status) as of entry ``seq``.
+
+    The state at creation, then every status entry up to ``seq`` applied in order.
+    """
+    row = conn.execute("SELECT initial FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+    state: dict[str, Any] = json.loads(row[0]) if row and row[0] else {}
+    state.setdefault("status", "active")
+    rows = conn.execute(
+        "SELECT record FROM entries WHERE incident = ? AND kind = 'status' AND seq <= ?"
+        " ORDER BY seq",
+        (incident_id, seq),
+    ).fetchall()
+    for found in rows:
+        record = json.loads(found[0])
+        state.update({k: record[k] for k in STATE_FIELDS if record.get(k) is not None})
+    return state
+
+
+def corrections_for(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[int]]:
+    """Return ``{(incident, seq): [correction seqs]}`` for the entries named that were corrected."""
+    found: dict[tuple[str, int], list[int]] = {}
+    for incident_id in {incident for incident, _ in keys}:
+        oldest = min(seq for incident, seq in keys if incident == incident_id)
+        rows = conn.execute(
+            "SELECT seq, record FROM entries WHERE incident = ? AND seq > ?"
+            " AND kind = 'correction' ORDER BY seq",
+            (incident_id, oldest),
+        ).fetchall()
+        for row in rows:
+            key = (incident_id, json.loads(row["record"])["corrects"])
+            found.setdefault(key, []).append(row["seq"])
+    return {key: found[key] for key in keys if key in found}

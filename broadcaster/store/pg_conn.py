@@ -104,19 +104,29 @@ def _params(params: Sequence[Any] | Mapping[str, Any]) -> Any:
 
 
 class PgCursor:
-    """The result of one statement: ``fetchone``, ``fetchall``, ``rowcount``, iteration."""
+    """The result of one statement: ``fetchone``, ``fetchall``, ``rowcount``, iteration.
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    In pipeline mode the statement's result has not arrived when ``execute``
+    returns: reading anything of it first syncs the pipeline (one round trip for
+    every statement queued so far), so a job reads exactly what it would read
+    without the pipeline.
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any], conn: PgConnection) -> None:
         self._cursor = cursor
+        self._conn = conn
 
     @property
     def rowcount(self) -> int:
+        self._conn.sync()
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
+        self._conn.sync()
         return self._cursor.fetchone() if self._cursor.description else None
 
     def fetchall(self) -> list[Any]:
+        self._conn.sync()
         return self._cursor.fetchall() if self._cursor.description else []
 
     def __iter__(self) -> Iterator[Any]:
@@ -132,16 +142,29 @@ class PgConnection:
         self.raw = raw
         raw.row_factory = _row_factory  # type: ignore[assignment]
         raw.adapters.register_loader("numeric", _NumericLoader)
+        self.pipeline: psycopg.Pipeline | None = None
+        self._unsynced = False
+        #: Values a write group may keep between its jobs (see ``store.log.size``);
+        #: ``None`` outside a write group, emptied when a job is rolled back.
+        self.group: dict[str, Any] | None = None
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.execute(translate(sql), _params(params))  # type: ignore[call-overload]
-        return PgCursor(cursor)
+        self._unsynced = self.pipeline is not None
+        return PgCursor(cursor, self)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), [_params(row) for row in rows])  # type: ignore[arg-type]
-        return PgCursor(cursor)
+        self._unsynced = self.pipeline is not None
+        return PgCursor(cursor, self)
+
+    def sync(self) -> None:
+        """In pipeline mode, send what is queued and wait for every result (raising errors)."""
+        if self.pipeline is not None and self._unsynced:
+            self._unsynced = False
+            self.pipeline.sync()
 
     def close(self) -> None:
         self.raw.close()

@@ -201,16 +201,37 @@ class PgDatabase:
         conn: PgConnection, group: list[tuple[Job, Future[Any]]]
     ) -> list[tuple[Future[Any], bool, Any]]:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
+        conn.group = {}
+        with conn.raw.pipeline() as conn.pipeline:
+            try:
+                PgDatabase._run_jobs(conn, group, outcomes)
+            finally:
+                conn.pipeline = None
+                conn.group = None
+        conn.raw.commit()
+        return outcomes
+
+    @staticmethod
+    def _run_jobs(
+        conn: PgConnection,
+        group: list[tuple[Job, Future[Any]]],
+        outcomes: list[tuple[Future[Any], bool, Any]],
+    ) -> None:
+        """Run each job in its savepoint, pipelined: a job costs a round trip per result it
+        reads plus one at its end, whatever the number of statements that only write."""
         conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
         for job, future in group:
             conn.execute("SAVEPOINT job")
             try:
                 result = job(conn)
+                conn.sync()  # this job's own errors surface here, inside its savepoint
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 raise
             except psycopg.OperationalError:
                 raise  # the connection is gone: the whole group fails
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                if conn.group is not None:
+                    conn.group.clear()  # what the job wrote is undone: forget what it cached
                 conn.execute("ROLLBACK TO SAVEPOINT job")
                 conn.execute("RELEASE SAVEPOINT job")
                 if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
@@ -219,8 +240,6 @@ class PgDatabase:
             else:
                 conn.execute("RELEASE SAVEPOINT job")
                 outcomes.append((future, True, result))
-        conn.raw.commit()
-        return outcomes
 
 
 def _rollback(conn: PgConnection | None) -> None:

@@ -39,6 +39,16 @@ SCHEMA = resources.files(__package__) / "sqlite_schema.sql"
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256
+#: Columns added to tables after they first shipped: ``CREATE TABLE IF NOT EXISTS`` leaves an
+#: older file's table as it was, and SQLite has no ``ADD COLUMN IF NOT EXISTS``.
+ADDED_COLUMNS = (
+    ("incidents", "advice", "TEXT"),
+    ("incidents", "pinned", "TEXT"),
+    ("incidents", "initial", "TEXT"),
+    ("incidents", "areas", "TEXT NOT NULL DEFAULT '[]'"),
+    ("webhooks", "areas", "TEXT"),
+    ("webhooks", "min_severity", "TEXT"),
+)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -76,6 +86,7 @@ class Database:
         conn = _connect(self.path, readonly=False)
         with conn:
             conn.executescript(SCHEMA.read_text(encoding="utf-8"))
+            _add_columns(conn)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True
         )
@@ -181,6 +192,13 @@ class Database:
         for _, future in group:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if column not in present:
+            conn.execute(f'ALTER TABLE "{table}" ADD COLUMN {column} {declaration}')
 
 
 def _unavailable(exc: sqlite3.Error) -> Unavailable:

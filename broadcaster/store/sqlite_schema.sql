@@ -17,7 +17,11 @@ CREATE TABLE IF NOT EXISTS incidents (
     require_approval INTEGER NOT NULL DEFAULT 0,
     head_seq INTEGER NOT NULL DEFAULT 0,
     head_hash TEXT NOT NULL,
-    last_posted_at TEXT
+    last_posted_at TEXT,
+    advice TEXT,                -- what the public should do now (status entries change it)
+    pinned TEXT,                -- JSON list of the seqs editors pinned as key events
+    initial TEXT,               -- JSON: the state at creation, to replay any entry's state
+    areas TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS entries (
     incident TEXT NOT NULL REFERENCES incidents(id),
@@ -176,7 +180,9 @@ CREATE TABLE IF NOT EXISTS webhooks (
     consecutive_dead INTEGER NOT NULL DEFAULT 0,
     last_success_at TEXT,
     created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
+    created_by TEXT NOT NULL,
+    areas TEXT,
+    min_severity TEXT
 );
 
 -- from channels/sms/service.py
@@ -283,3 +289,44 @@ CREATE TRIGGER IF NOT EXISTS incident_creations_no_update BEFORE UPDATE ON incid
 BEGIN SELECT RAISE(ABORT, 'creation records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS incident_creations_no_delete BEFORE DELETE ON incident_creations
 BEGIN SELECT RAISE(ABORT, 'creation records are append-only'); END;
+
+-- Areas and standing alerts (broadcaster/areas.py, broadcaster/store/areas.py).
+-- area_keys maps each normalised name, alias and code to its area (a name may be shared);
+-- area_paths holds every (area, ancestor) pair, the area itself included.
+CREATE TABLE IF NOT EXISTS areas (
+    code TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]',
+    parent TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS area_keys (
+    key TEXT NOT NULL,
+    code TEXT NOT NULL,
+    PRIMARY KEY (key, code)
+);
+CREATE TABLE IF NOT EXISTS area_paths (
+    area TEXT NOT NULL,
+    ancestor TEXT NOT NULL,
+    PRIMARY KEY (area, ancestor)
+);
+CREATE INDEX IF NOT EXISTS area_paths_by_ancestor ON area_paths (ancestor, area);
+CREATE TABLE IF NOT EXISTS incident_areas (
+    area TEXT NOT NULL,
+    incident TEXT NOT NULL,
+    PRIMARY KEY (area, incident)
+);
+CREATE INDEX IF NOT EXISTS incident_areas_by_incident ON incident_areas (incident);
+CREATE TABLE IF NOT EXISTS area_alerts (
+    incident TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sms_area_subscribers (
+    id INTEGER PRIMARY KEY,
+    area TEXT NOT NULL,
+    number TEXT NOT NULL,
+    min_rank INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (area, number)
+);
+CREATE INDEX IF NOT EXISTS sms_area_subscribers_by_number ON sms_area_subscribers (number);

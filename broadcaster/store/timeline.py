@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,17 @@ from .. import chain, markdown
 from ..clock import format_ts, now, parse_ts
 from ..errors import ConfigError, Conflict, NotFound, Unavailable
 from ..log.records import creation_record
-from ..model import Actor, Entry, NewEntry
+from ..model import STATE_FIELDS, Actor, Entry, NewEntry
 from ..signing import Signer, b64url
-from ..timeline import AppendCheck, AppendHook, Head, build_entry, redaction_notice
+from ..timeline import (
+    AppendCheck,
+    AppendHook,
+    Head,
+    build_entry,
+    redaction_notice,
+    state_changes,
+)
+from . import areas as areas_store
 from . import log as log_store
 from .pg_conn import dialect_of
 from .sqlite import Database
@@ -37,15 +46,14 @@ if TYPE_CHECKING:
 #: but rendered from the hashed body on read (cached), so what pages show is
 #: always what ``verify`` checks.
 ENTRY_SELECT = (
-    "SELECT e.record, e.hash, c.salt, c.body, r.basis, r.posted_at, r.department"
+    "SELECT e.record, e.hash, c.salt, c.body, r.basis, r.posted_at, r.department,"
+    " r.redaction_seq"
     " FROM entries e"
     " LEFT JOIN contents c ON c.content_hash = json_extract(e.record, '$.content_hash')"
     " LEFT JOIN redactions r ON r.incident = e.incident AND r.seq = e.seq"
 )
 #: The same on PostgreSQL, where entries keep ``content_hash`` in a column of its own.
-PG_ENTRY_SELECT = ENTRY_SELECT.replace(
-    "json_extract(e.record, '$.content_hash')", "e.content_hash"
-)
+PG_ENTRY_SELECT = ENTRY_SELECT.replace("json_extract(e.record, '$.content_hash')", "e.content_hash")
 
 
 def entry_select(conn: Any) -> str:
@@ -57,7 +65,12 @@ def no_limit(conn: Any) -> int | None:
     """Return the ``LIMIT ?`` value meaning "no limit" in the connection's dialect."""
     return None if dialect_of(conn) == "postgresql" else -1
 
+
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+#: Incident columns a status entry may change (``pinned`` holds JSON).
+STATE_COLUMNS = STATE_FIELDS
+#: The state an incident was created with, kept so any entry's state can be replayed.
+INITIAL_STATE = ("severity", "advice", "summary", "area", "update_interval_minutes")
 _RECORD_KEYS = frozenset(chain.HASHED_FIELDS)
 
 
@@ -98,8 +111,10 @@ def incident_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "code": row["code"],
         "title": row["title"],
         "summary": row["summary"],
+        "advice": row["advice"],
         "severity": row["severity"],
         "area": row["area"],
+        "areas": json.loads(row["areas"]),
         "status": row["status"],
         "started_at": row["started_at"],
         "created_at": row["created_at"],
@@ -108,6 +123,7 @@ def incident_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "next_update_due": due,
         "last_update_at": row["last_posted_at"],
         "require_approval": bool(row["require_approval"]),
+        "pinned": json.loads(row["pinned"]) if row["pinned"] else [],
         "head": {"seq": row["head_seq"], "hash": row["head_hash"]},
     }
 
@@ -147,25 +163,33 @@ class TimelineStore:
         return await self.db.read(job)
 
     async def create_incident(
-        self, fields: dict[str, Any], actor: Actor, remote: str | None = None
+        self,
+        fields: dict[str, Any],
+        actor: Actor,
+        remote: str | None = None,
+        hooks: tuple[Callable[[Any, dict[str, Any]], None], ...] = (),
     ) -> dict[str, Any]:
+        """Create an incident; each of ``hooks`` runs in the same transaction with it."""
+
         def job(conn: Any) -> dict[str, Any]:
-            code = fields.get("code") or self._free_code(conn)
+            code = fields.get("code") or self.free_code(conn)
             created_at = format_ts(now())
-            incident_id = fields.get("id") or self._free_id(conn, code, created_at)
+            incident_id = fields.get("id") or self.free_id(conn, code, created_at)
             if conn.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
                 raise Conflict(f"incident id {incident_id!r} is taken", code="id_taken", field="id")
             if conn.execute("SELECT 1 FROM incidents WHERE code = ?", (code,)).fetchone():
                 raise Conflict(f"SMS code {code!r} is taken", code="code_taken", field="code")
+            initial = {name: fields.get(name) for name in INITIAL_STATE}
             conn.execute(
-                "INSERT INTO incidents (id, code, title, summary, severity, area, started_at,"
-                " created_at, created_by, update_interval_minutes, require_approval, head_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO incidents (id, code, title, summary, advice, severity, area,"
+                " started_at, created_at, created_by, update_interval_minutes, require_approval,"
+                " head_hash, initial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     incident_id,
                     code,
                     fields["title"],
                     fields.get("summary") or "",
+                    fields.get("advice"),
                     fields["severity"],
                     fields.get("area"),
                     fields.get("started_at") or created_at,
@@ -174,20 +198,26 @@ class TimelineStore:
                     fields.get("update_interval_minutes"),
                     int(bool(fields.get("require_approval"))),
                     chain.genesis_hash(incident_id),
+                    json.dumps(initial, ensure_ascii=False),
                 ),
             )
+            areas_store.attach(conn, incident_id, fields.get("areas") or ())
             audit_row(
                 conn, actor, "incident.create", incident_id, {"title": fields["title"]}, remote
             )
             row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
             record = creation_record(incident_id, {**row, "created_by": actor.public()})
             log_store.log_creation(conn, incident_id, record)
-            return {**incident_dict(row), "creation": log_store.creation(conn, incident_id)}
+            incident = {**incident_dict(row), "creation": log_store.creation(conn, incident_id)}
+            for hook in hooks:
+                hook(conn, incident)
+            return incident
 
         return await self.db.write(job)
 
     @staticmethod
-    def _free_code(conn: Any) -> str:
+    def free_code(conn: Any) -> str:
+        """Return an SMS code no incident uses."""
         for length in (3, 4, 4, 5, 6, 8):
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
             if not conn.execute("SELECT 1 FROM incidents WHERE code = ?", (code,)).fetchone():
@@ -195,7 +225,8 @@ class TimelineStore:
         raise Conflict("could not find a free SMS code", code="code_exhausted")
 
     @staticmethod
-    def _free_id(conn: Any, code: str, created_at: str) -> str:
+    def free_id(conn: Any, code: str, created_at: str) -> str:
+        """Return a free incident id made of the date and the code."""
         base = created_at[:10].replace("-", "") + "-" + code.lower()
         candidate, n = base, 1
         while conn.execute("SELECT 1 FROM incidents WHERE id = ?", (candidate,)).fetchone():
@@ -256,7 +287,7 @@ class TimelineStore:
         for check in checks:
             check(conn, incident, new)
         posted_at = format_ts(now())
-        entry = build_entry(row, head, new, actor, posted_at)
+        entry = build_entry(incident, head, new, actor, posted_at)
         conn.execute(
             "INSERT INTO contents (content_hash, salt, body) VALUES (?, ?, ?)",
             (entry.record["content_hash"], entry.salt, entry.body),
@@ -273,16 +304,14 @@ class TimelineStore:
                 "INSERT INTO entries (incident, seq, kind, record, hash) VALUES (?, ?, ?, ?, ?)",
                 (*values, entry.hash),
             )
-        status = new.status or row["status"]
-        interval = (
-            new.update_interval_minutes
-            if new.update_interval_minutes is not None
-            else row["update_interval_minutes"]
-        )
+        state = {name: row[name] for name in STATE_COLUMNS}
+        for name, value in state_changes(new).items():
+            state[name] = json.dumps(value) if name == "pinned" else value
         conn.execute(
-            "UPDATE incidents SET head_seq = ?, head_hash = ?, status = ?,"
-            " update_interval_minutes = ?, last_posted_at = ? WHERE id = ?",
-            (entry.seq, entry.hash, status, interval, posted_at, incident_id),
+            "UPDATE incidents SET head_seq = ?, head_hash = ?, last_posted_at = ?, "
+            + ", ".join(f"{name} = ?" for name in STATE_COLUMNS)
+            + " WHERE id = ?",
+            (entry.seq, entry.hash, posted_at, *state.values(), incident_id),
         )
         checkpoint = self.signer.sign(incident_id, entry.seq, entry.hash, posted_at)
         conn.execute(
@@ -348,7 +377,34 @@ def read_entries(
         entry_select(conn) + " WHERE e.incident = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
         (incident_id, after, no_limit(conn) if limit is None else limit),
     ).fetchall()
-    return [entry_from_row(row) for row in rows]
+    return with_corrections(conn, [entry_from_row(row) for row in rows])
+
+
+def with_corrections(conn: Any, entries: list[Entry]) -> list[Entry]:
+    """Return ``entries`` with ``corrected_by`` filled: the corrections that name each one.
+
+    One query per incident, reading only the corrections posted after the
+    oldest entry asked for (a correction always comes after what it corrects).
+    """
+    oldest: dict[str, int] = {}
+    for entry in entries:
+        oldest[entry.incident] = min(entry.seq, oldest.get(entry.incident, entry.seq))
+    found: dict[tuple[str, int], list[int]] = {}
+    for incident_id, seq in oldest.items():
+        rows = conn.execute(
+            "SELECT seq, record FROM entries WHERE incident = ? AND seq > ?"
+            " AND kind = 'correction' ORDER BY seq",
+            (incident_id, seq),
+        ).fetchall()
+        for row in rows:
+            corrects = json.loads(row["record"]).get("corrects")
+            found.setdefault((incident_id, corrects), []).append(row["seq"])
+    if not found:
+        return entries
+    return [
+        replace(e, corrected_by=tuple(found[key])) if (key := (e.incident, e.seq)) in found else e
+        for e in entries
+    ]
 
 
 def read_checkpoint(conn: Any, incident_id: str) -> dict[str, Any] | None:
@@ -380,8 +436,15 @@ def entry_from_row(row: Mapping[str, Any]) -> Entry:
         raise Unavailable("a stored timeline record is damaged", code="timeline_damaged")
     if row["body"] is not None and row["basis"] is None:
         return Entry(record, row["hash"], row["body"], row["salt"], markdown.render(row["body"]))
+    redaction = None
     if row["basis"] is not None:
+        redaction = {
+            "basis": row["basis"],
+            "posted_at": row["posted_at"],
+            "department": row["department"],
+            "seq": row["redaction_seq"],
+        }
         notice = redaction_notice(row["basis"], row["posted_at"], row["department"])
     else:
         notice = '<p class="redaction-notice">此内容已删除。</p>'
-    return Entry(record, row["hash"], "", None, notice, redacted=True)
+    return Entry(record, row["hash"], "", None, notice, redacted=True, redaction=redaction)

@@ -18,8 +18,12 @@ CHANNEL = "webhook"
 
 
 def endpoints(conn: Any) -> list[Any]:
-    """Return every endpoint's id, scope, events and status (what enqueueing needs)."""
-    return list(conn.execute("SELECT id, incidents, events, status FROM webhooks").fetchall())
+    """Return every endpoint's id, scope, filters, events and status (what enqueueing needs)."""
+    return list(
+        conn.execute(
+            "SELECT id, incidents, areas, min_severity, events, status FROM webhooks"
+        ).fetchall()
+    )
 
 
 def unknown_incident(conn: Any, incidents: list[str]) -> str | None:
@@ -39,12 +43,24 @@ def insert(
     events: str,
     description: str | None,
     created_by: str,
+    areas: str | None = None,
+    min_severity: str | None = None,
 ) -> int:
-    """Register an endpoint (scope and events as JSON text); return its id."""
+    """Register an endpoint (scope, areas and events as JSON text); return its id."""
     row = conn.execute(
         "INSERT INTO webhooks (url, secret, incidents, events, description, created_at,"
-        " created_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (url, secret, incidents, events, description, format_ts(now()), created_by),
+        " created_by, areas, min_severity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            url,
+            secret,
+            incidents,
+            events,
+            description,
+            format_ts(now()),
+            created_by,
+            areas,
+            min_severity,
+        ),
     ).fetchone()
     return int(row[0])
 

@@ -10,9 +10,12 @@
 * ``json+https://ACCOUNT:whsec_SECRET@HOST/PATH`` is the signed JSON gateway
   (``channels.sms.signed_json``).
 
-An entry delivery is composed when it is sent, from the store: the incident's
-title, the entry's body as plain text cut to ``BROADCASTER_SMS_MAX_SEGMENTS``,
-its permanent link and ``回TD退订``. A subscriber who left meanwhile, or an
+An entry delivery is composed when it is sent, from the store, by
+``channels.sms.message.entry_message``: the incident's title, what a status
+entry changed, the entry's body as plain text, its permanent link and
+``回TD退订`` (an area alert also names the incident's code to subscribe to),
+never cut (a post whose SMS would exceed ``BROADCASTER_SMS_MAX_SEGMENTS`` was
+refused). A subscriber who left meanwhile, or an
 entry redacted meanwhile, cancels it. A gateway "queued" answer counts as
 handed over: the delivery report says the rest. Sends are spaced to at most
 ``BROADCASTER_SMS_RATE`` per second, across all of this worker's tasks.
@@ -27,6 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from broadcaster.errors import ConfigError
 from broadcaster.settings import Settings
+from broadcaster.store import areas as areas_store
 from broadcaster.store import sms as store
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery
@@ -35,19 +39,15 @@ from broadcaster.store.timeline import read_entries
 from ..outbox import Result
 from .gateway import SmsGateway
 from .kannel import KannelGateway
+from .message import entry_message
 from .signed_json import SignedJsonGateway
-from .text import compose
 
 CHANNEL = "sms"
 ENTRY_EVENT = "entry.sms"
 REPLY_EVENT = "sms.reply"
-UNSUBSCRIBE_HINT = {"zh-CN": "回TD退订", "en": "Reply TD to stop"}
-SHORT_TITLE = 20
+#: An incident's alert to an area subscriber (``channels.sms.area_alerts``).
+AREA_EVENT = "entry.sms.area"
 _SAFE_SECRET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
-
-
-def short_title(title: str) -> str:
-    return title if len(title) <= SHORT_TITLE else title[: SHORT_TITLE - 1] + "…"
 
 
 def dlr_url(base: str, secret: str | None) -> str:
@@ -147,7 +147,8 @@ class SmsSender:
         return Result("failed", code=code, error=sent.detail[:300])
 
     def _compose(self, conn: Any, delivery: Delivery) -> tuple[str, str] | Result:
-        number = store.number_of(conn, delivery.target)
+        area_alert = delivery.event == AREA_EVENT
+        number = (areas_store if area_alert else store).number_of(conn, delivery.target)
         if number is None:
             return Result("cancel", error="the subscriber unsubscribed")
         title = store.incident_title(conn, delivery.incident)
@@ -157,16 +158,17 @@ class SmsSender:
         entry = entries[0]
         if entry.redacted:
             return Result("cancel", error="the entry was redacted before it was sent")
-        settings = self.settings
-        link = f"{settings.public_url}/incidents/{delivery.incident}/entries/{delivery.seq}"
+        code = areas_store.incident_code(conn, delivery.incident) if area_alert else None
         try:
-            text = compose(
-                signature=settings.sms_signature,
-                title=short_title(title),
-                body_markdown=entry.body,
-                link=link,
-                unsubscribe_hint=UNSUBSCRIBE_HINT.get(settings.lang, UNSUBSCRIBE_HINT["zh-CN"]),
-                max_segments=settings.sms_max_segments,
+            # The text the editor was shown and the post was checked against: never cut here.
+            text = entry_message(
+                self.settings,
+                title,
+                delivery.incident,
+                delivery.seq,
+                entry.record,
+                entry.body,
+                area_code=code,
             )
         except ValueError as exc:
             return Result("failed", error=f"cannot compose the SMS: {exc}")

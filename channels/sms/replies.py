@@ -16,7 +16,7 @@ from typing import Any
 
 from broadcaster.settings import Settings
 
-from .delivery import short_title
+from .message import short_title
 
 #: At most this many messages per number per window get an answer (or subscribe).
 RATE_COUNT, RATE_WINDOW = 5, 600.0
@@ -30,6 +30,13 @@ REPLIES = {
         "ended": "「{title}」已结束，不再接受订阅。",
         "full": "「{title}」短信订阅人数已满，请关注官方网站发布。",
         "help": "订阅事件通报请回复“订阅 代码”，如“订阅 {example}”；退订请回复TD。",
+        "area_subscribed": "已订阅「{name}」（{code}）{level}突发事件预警短信，新事件发布即发送。"
+        "回TD退订，回“退订 {code}”只退此地区。",
+        "area_unsubscribed": "已退订「{name}」（{code}）地区预警短信。",
+        "area_ambiguous": "有多个地区名为“{target}”：{choices}。请回复“订阅 代码”。",
+        "area_suggest": "未找到“{target}”。您要订阅的是否为{choices}？请回复“订阅 代码”。",
+        "unknown_area": "未找到地区“{target}”。请回复“订阅 地区名称或代码”，如“订阅 {example}”。",
+        "area_full": "「{name}」短信订阅人数已满，请关注官方网站发布。",
     },
     "en": {
         "subscribed": "Subscribed to {title} ({code}) updates by SMS. Reply TD to stop.",
@@ -39,8 +46,27 @@ REPLIES = {
         "ended": "{title} has ended; subscriptions are closed.",
         "full": "{title} has too many SMS subscribers; please follow the official website.",
         "help": "To subscribe, reply SUB and the incident code, e.g. SUB {example}. TD to stop.",
+        "area_subscribed": "Subscribed to {level} alerts for {name} ({code}) by SMS."
+        " Reply TD to stop, or TD {code} for this area only.",
+        "area_unsubscribed": "Unsubscribed from alerts for {name} ({code}).",
+        "area_ambiguous": "Several areas are called {target}: {choices}. Reply SUB and the code.",
+        "area_suggest": "No area {target}. Did you mean {choices}? Reply SUB and the code.",
+        "unknown_area": "No area {target}. Reply SUB and an area name or code, e.g. SUB {example}.",
+        "area_full": "{name} has too many SMS subscribers; please follow the official website.",
     },
 }
+
+
+#: How an area subscription's level reads in its confirmation.
+LEVELS = {
+    "zh-CN": {"severe": "严重及以上级别", "every": "全部级别"},
+    "en": {"severe": "severe and extreme", "every": "all"},
+}
+
+
+def level_text(settings: Settings, every: bool) -> str:
+    """Return the words for an area subscription's level."""
+    return LEVELS.get(settings.lang, LEVELS["zh-CN"])["every" if every else "severe"]
 
 
 def reply_text(settings: Settings, key: str, values: dict[str, Any]) -> str:

@@ -1,10 +1,12 @@
 """Serve SMS: subscriptions by text message, inbound messages, delivery reports, the outbox hook.
 
-Residents text ``订阅 CODE`` / ``SUB CODE`` to subscribe to an incident and
+Residents text ``订阅 CODE`` / ``SUB CODE`` to subscribe to an incident (or
+``订阅 崂山区`` to an area: ``channels.sms.area_alerts``) and
 ``TD`` / ``退订`` / ``T`` / ``STOP`` / ``UNSUB`` to leave (every incident, or one
 with ``TD CODE``); anything else gets a short help text. Each command is
 confirmed by SMS through the outbox. Numbers are personal information: they
-are stored normalised (E.164) only in ``sms_subscribers``, deleted on
+are stored normalised (E.164) only in ``sms_subscribers`` and
+``sms_area_subscribers``, deleted on
 unsubscribe, and no public surface shows them (the admin view masks them).
 
 ``/sms/inbound`` (Kannel's smsbox ``get-url``: ``from``, ``to``, ``text``,
@@ -31,19 +33,23 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.api.common import incident_or_404, json_response
-from broadcaster.appkeys import DB, SETTINGS
+from broadcaster.appkeys import DB, PUBLISHER, SETTINGS
 from broadcaster.auth import require
 from broadcaster.clientaddr import parse_address, proxied
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
 from broadcaster.ratelimit import shared_pacer, shared_window
+from broadcaster.settings import Settings
+from broadcaster.store import areas as areas_store
 from broadcaster.store import outbox as outbox_store
 from broadcaster.store import sms as store
 
 from ..outbox import outbox_of
-from .commands import parse
-from .delivery import CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
+from .area_alerts import act_on_area, enqueue_area_sms, unknown_target
+from .commands import Command, parse
+from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
 from .kannel import parse_dlr
+from .message import fits_check
 from .numbers import mask, normalize
 from .replies import RecentSenders, reply_text, sender_key
 from .signed_json import DLR_STATUSES, SignedJsonGateway
@@ -143,7 +149,7 @@ async def inbound(request: web.Request) -> web.Response:
         store.forget_inbound(conn, time.time() - 7 * 86400)
         if command.action != "unsubscribe" and not allowed:
             return
-        reply = act(conn, command.action, command.code, number)
+        reply = act(conn, command, number, settings)
         if allowed:
             payload = json.dumps({"to": number, "text": reply_text(settings, *reply)})
             # The inbound id is the target too: replies need not queue in line.
@@ -154,12 +160,21 @@ async def inbound(request: web.Request) -> web.Response:
     return web.Response(text="", content_type="text/plain")
 
 
-def act(conn: Any, action: str, code: str | None, number: str) -> tuple[str, dict[str, Any]]:
-    """Apply one command to the subscriptions; return the reply's key and its values."""
+def act(conn: Any, command: Command, number: str, settings: Settings) -> tuple[str, dict[str, Any]]:
+    """Apply one command to the subscriptions; return the reply's key and its values.
+
+    A target is looked up among the site's areas first, then among incident codes.
+    """
+    action, code = command.action, command.code
+    if action != "help" and code is not None:
+        reply = act_on_area(conn, command, number, settings)
+        if reply is not None:
+            return reply
     incident = store.incident_by_code(conn, code) if code else None
     if action == "unsubscribe":
         if code is None:
             store.unsubscribe(conn, number)
+            areas_store.unsubscribe(conn, number)
             return "unsubscribed_all", {}
         if incident is not None:
             store.unsubscribe(conn, number, incident["id"])
@@ -167,7 +182,7 @@ def act(conn: Any, action: str, code: str | None, number: str) -> tuple[str, dic
     if action == "help" or code is None:
         return "help", {"example": store.latest_active_code(conn) or "SZK"}
     if incident is None:
-        return "unknown_code", {"code": code}
+        return unknown_target(conn, code, settings) or ("unknown_code", {"code": code})
     values = {"code": incident["code"], "title": incident["title"]}
     if incident["status"] != "active":
         return "ended", values
@@ -221,6 +236,7 @@ async def incident_sms(request: web.Request) -> web.Response:
                 for r in recent
             ],
             "deliveries": store.delivery_states(conn, CHANNEL, incident["id"], ENTRY_EVENT),
+            "area_deliveries": store.delivery_states(conn, CHANNEL, incident["id"], AREA_EVENT),
         }
 
     return json_response(await request.app[DB].read(job))
@@ -234,8 +250,12 @@ def setup(app: web.Application) -> None:
     gateway = gateway_from_url(settings.sms_gateway, settings) if settings.sms_gateway else None
     app[GATEWAY] = gateway
     app[RECENT] = shared_window(app, "sms-replies", RecentSenders())
+    # Refused before anything is stored, with or without a gateway: what an editor
+    # posts for SMS must go out whole whenever one is configured.
+    app[PUBLISHER].checks.append(fits_check(settings))
     if gateway is not None:
         outbox.enqueuers.append(enqueue_sms)
+        outbox.enqueuers.append(enqueue_area_sms)
         sender = outbox.senders[CHANNEL] = SmsSender(db, gateway, settings)
         sender.rate = shared_pacer(app, "sms", sender.rate)  # one send rate for all workers
     for method in ("GET", "POST"):

@@ -79,7 +79,7 @@ class LiveServer:
             aiohttp.ClientSession() as session,
             session.request(method, self.url + path, json=body, headers=headers) as response,
         ):
-            assert response.status in (200, 201), await response.text()
+            assert response.status in (200, 201, 202), await response.text()
             return await response.json()
 
 
