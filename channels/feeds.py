@@ -249,7 +249,7 @@ def _parse_gzip(accept: str) -> bool:
 
 
 def respond(request: web.Request, rendered: Rendered) -> web.Response:
-    zipped = accepts_gzip(request)
+    zipped = bool(rendered.gzipped) and accepts_gzip(request)
     headers = rendered.gzip_headers if zipped else rendered.headers
     if not_modified(request, (rendered.etag, rendered.gzip_etag), rendered.modified):
         return web.Response(status=304, headers=headers)
