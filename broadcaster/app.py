@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -23,8 +24,10 @@ from .api import entries, incidents, metrics_api, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import TOKENS, Tokens
 from .bus import Bus, MemoryBus
+from .clientaddr import ClientAddress
+from .livecap import setup as setup_live_caps
 from .metrics import Metrics
-from .middleware import errors
+from .middleware import HTTPS, errors
 from .plugins import BUILTIN_CHANNELS
 from .publisher import Publisher
 from .ratelimit import shared_window
@@ -49,17 +52,25 @@ def create_app(
         store = TimelineStore(database_for(settings), signer)
     if bus is None:
         bus = _bus_for(settings)
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors])
+    middlewares: list[Any] = [errors]
+    if settings.trusted_proxies:
+        middlewares.append(
+            ClientAddress(settings.trusted_proxies, settings.proxy_header).middleware
+        )
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
+    app[HTTPS] = settings.public_url.startswith("https://")
     app[SIGNER] = signer
     app[STORE] = store
     app[DB] = store.db
     app[BUS] = bus
     app[TOKENS] = tokens = Tokens(store.db)
     tokens.failures = shared_window(app, "failed-logins", tokens.failures)
+    tokens.slow = shared_window(app, "failed-logins-slow", tokens.slow)
     app[METRICS] = metrics = Metrics()
     app[PUBLISHER] = Publisher(store, bus, metrics)
     app.cleanup_ctx.append(_open_parts)
+    setup_live_caps(app, settings.max_live_per_client, settings.max_live)
     core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
     for module in (*core, sitelog, review, redaction, drafts, audit_api, areas_api):
         module.setup(app)

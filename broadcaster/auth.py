@@ -6,16 +6,19 @@ secrets) and lets a request be authenticated by one indexed lookup. The found
 row's hash is compared again with ``hmac.compare_digest`` so that no timing
 difference depends on how much of a guessed token is right.
 
-Guessing is also slowed per client address: after ``FAILED_LIMIT`` unknown
-or revoked tokens within ``FAILED_WINDOW`` seconds, every token presented
-from that address is refused with 429 ``too_many_failed_logins`` (and a
-``Retry-After``) until the oldest failure leaves the window, valid ones too,
-so a guess that happens to be right is not revealed. The count lives in this
-process, or in Redis on several nodes (``broadcaster.ratelimit``: one limit
-for all nodes), and is keyed by the peer address aiohttp sees: behind a
-reverse proxy that is the proxy, so limit there as well. The trade-off:
-people sharing one address (an office NAT) with someone guessing are locked
-out with them for a few minutes; reading stays public.
+Guessing is slowed, then stopped, for the failing client only (its source:
+the client address of ``broadcaster.clientaddr``, one IPv6 /64 counting as
+one): after ``SLOW_LIMIT`` unknown or revoked tokens within ``SLOW_WINDOW``
+seconds it must pause until the oldest leaves that window, and after
+``FAILED_LIMIT`` within ``FAILED_WINDOW`` seconds it is locked out for the rest
+of that window; meanwhile a wrong token answers 429 ``too_many_failed_logins``
+with a ``Retry-After`` and is not counted (waiting it out always works).
+Every presented token is looked up first, so a valid token is never refused
+because of failures, its holder's or anyone else's, from the same address:
+behind a proxy or a carrier NAT many people share one. Tokens are 256 random
+bits, so letting a locked-out guesser keep testing costs nothing in safety; the
+lockout bounds the work and the noise. The counts live in this process, or
+in Redis on several nodes (``broadcaster.ratelimit``: one limit for all nodes).
 """
 
 from __future__ import annotations
@@ -31,17 +34,22 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from .clientaddr import source_of
 from .clock import format_ts, now
 from .errors import Forbidden, TooManyRequests, Unauthorized, Unprocessable
+from .middleware import STAFF_ANSWER
 from .model import ROLES, Actor
 from .store import tokens as tokens_store
 from .store.contract import JobDatabase as Database
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "bct_"
-#: Failed token checks allowed per client address within ``FAILED_WINDOW`` seconds.
+#: Failed token checks allowed per source within ``FAILED_WINDOW`` seconds (the lockout).
 FAILED_LIMIT = 20
 FAILED_WINDOW = 300.0
+#: Failed token checks allowed per source within ``SLOW_WINDOW`` seconds (the slow-down).
+SLOW_LIMIT = 5
+SLOW_WINDOW = 10.0
 #: Addresses remembered at most; the oldest is forgotten first (bounded memory).
 FAILED_ADDRESSES = 10_000
 
@@ -94,7 +102,7 @@ class FailedLogins:
         times = self._failures.pop(address, None) or deque(maxlen=self.limit)
         self._failures[address] = times  # re-inserted: the dict keeps recent addresses last
         times.append(self.clock())
-        if len(times) == self.limit:
+        if len(times) == self.limit and self.window >= FAILED_WINDOW:
             log.warning("%d failed token checks from %s: refusing it for now", self.limit, address)
         while len(self._failures) > FAILED_ADDRESSES:
             del self._failures[next(iter(self._failures))]
@@ -106,6 +114,7 @@ class Tokens:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.failures = FailedLogins()
+        self.slow = FailedLogins(SLOW_LIMIT, SLOW_WINDOW)
 
     async def create(self, name: str, department: str, role: str) -> tuple[int, str]:
         if role not in ROLES:
@@ -140,12 +149,16 @@ async def optional_actor(request: web.Request) -> Actor | None:
     header = request.headers.get("Authorization")
     if header is None:
         return None
+    STAFF_ANSWER.set(True)  # whatever follows is a staff answer: never stored by caches
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use 'Authorization: Bearer <token>'", code="bad_authorization")
     tokens = request.app[TOKENS]
-    address = request.remote or ""
-    wait = await tokens.failures.check(address)
+    actor = await tokens.lookup(token.strip())
+    if actor is not None:
+        return actor
+    source = source_of(request.remote)
+    wait = max(await tokens.failures.check(source), await tokens.slow.check(source))
     if wait > 0:
         refused = TooManyRequests(
             "too many failed token checks from this address; try again later",
@@ -153,11 +166,9 @@ async def optional_actor(request: web.Request) -> Actor | None:
         )
         refused.headers["Retry-After"] = str(math.ceil(wait))
         raise refused
-    actor = await tokens.lookup(token.strip())
-    if actor is None:
-        await tokens.failures.count(address)
-        raise Unauthorized("the token is unknown or revoked", code="invalid_token")
-    return actor
+    await tokens.slow.count(source)
+    await tokens.failures.count(source)
+    raise Unauthorized("the token is unknown or revoked", code="invalid_token")
 
 
 async def require(request: web.Request, role: str) -> Actor:

@@ -72,10 +72,39 @@ async def _first_admin(app: web.Application) -> None:
         )
 
 
+def trust_notice(settings: Settings) -> str:
+    """Say at start whom client addresses and SMS gateway callbacks are taken from."""
+    lines = []
+    if settings.trusted_proxies:
+        lines.append(
+            f"Client addresses: from {settings.proxy_header} when the peer is one of "
+            f"{', '.join(settings.trusted_proxies)}; otherwise the peer address."
+        )
+    else:
+        lines.append("Client addresses: the peer address (no BROADCASTER_TRUSTED_PROXIES).")
+    if settings.sms_gateway:
+        if settings.sms_secret:
+            lines.append("SMS callbacks (/sms/inbound, /sms/dlr) need BROADCASTER_SMS_SECRET.")
+        elif settings.trusted_proxies:
+            lines.append(
+                "SMS callbacks are REFUSED: a proxy is configured and BROADCASTER_SMS_SECRET"
+                " is not set."
+            )
+        else:
+            lines.append(
+                "SMS callbacks are accepted without a secret only from a loopback peer sending"
+                " no forwarding header; set BROADCASTER_SMS_SECRET if a proxy or another host"
+                " is in between."
+            )
+    return "\n".join(lines)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
+    from .livecap import DESCRIPTORS, raise_nofile
 
     settings = _settings(args)
+    nofile = raise_nofile()  # before the app sizes its live-connection cap from it
     app = create_app(settings)
     app["department_name"] = settings.department
     app.on_startup.append(_first_admin)
@@ -83,6 +112,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"Broadcaster on http://{settings.host}:{settings.port}/ (data in {settings.data_dir})",
         flush=True,
     )
+    notice = trust_notice(settings) + f"\nFile descriptors: {nofile}."
+
+    async def tell(_: web.Application) -> None:  # after the admin token: the last start-up line
+        print(notice, flush=True)
+
+    app.on_startup.append(tell)
+    descriptors = app[DESCRIPTORS]
+    for handler in logging.getLogger().handlers:  # running out of descriptors logs once a while
+        handler.addFilter(descriptors.filter)
     # What exists at start (modules, templates, the app) is never garbage:
     # frozen, full collections skip it, which shortens their pauses under
     # thousands of live connections.

@@ -92,7 +92,8 @@ async def fetch_timeline(base_url: str, incident_id: str) -> dict[str, Any]:
                 if not isinstance(batch, list):
                     raise CouldNotCheck("the entries answer has no 'entries' list")
                 entries.extend(batch)
-                if len(batch) < PAGE:
+                # A page may be cut short by size: "more" says whether the head is further.
+                if not batch or not page.get("more", len(batch) == PAGE):
                     break
     return {
         "log": log_text,

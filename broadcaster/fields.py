@@ -2,9 +2,14 @@
 
 Every refusal is a 422 naming the field: ``missing_field``, ``unknown_field``,
 ``invalid_type``, ``invalid_value``, ``too_long``, ``forbidden_char``. Text is
-NFC-normalised; one-line fields refuse control characters, bidi overrides and
-zero-width characters (they enable spoofing, header and log injection, and
-break XML), multi-line fields refuse control characters except newline and tab.
+NFC-normalised. Every text field refuses control characters (multi-line ones
+allow newline and tab), bidi controls (U+202A-U+202E, U+2066-U+2069: they
+reorder what readers see) and noncharacters (U+FDD0-U+FDEF and the last two
+code points of every plane: not for interchange, illegal in feeds' XML 1.0
+where U+FFFE/U+FFFF are concerned). One-line fields also refuse every
+invisible format character (Unicode category Cf: zero-width spaces and
+joiners, the BOM, soft hyphen, tag characters and the like), which enable
+spoofing and header or log injection.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 from .clock import format_ts, parse_ts
 from .errors import Unprocessable
 
-_FORMAT_CHARS = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\u00ad]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_NONCHAR = re.compile("[\ufdd0-\ufdef\ufffe\uffff]|[\U0001fffe-\U0010ffff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -42,19 +48,30 @@ def _bad(field: str, message: str, code: str = "invalid_value") -> Unprocessable
     return Unprocessable(message, code=code, field=field)
 
 
+def _noncharacter(value: str) -> bool:
+    found = _NONCHAR.search(value)
+    while found is not None:  # the supplementary range above is wide: check the exact points
+        if found.group() < "\U00010000" or (ord(found.group()) & 0xFFFE) == 0xFFFE:
+            return True
+        found = _NONCHAR.search(value, found.end())
+    return False
+
+
 def clean_text(name: str, value: str, *, multiline: bool, max_len: int | None) -> str:
     value = unicodedata.normalize("NFC", value)
     if multiline:
         value = value.replace("\r\n", "\n").replace("\r", "\n")
         if _CONTROL_MULTILINE.search(value):
             raise _bad(name, f"'{name}' contains control characters", "forbidden_char")
-    else:
-        if _CONTROL.search(value):
-            raise _bad(name, f"'{name}' contains control characters", "forbidden_char")
-        if _FORMAT_CHARS.search(value):
-            raise _bad(
-                name, f"'{name}' contains invisible or bidi formatting characters", "forbidden_char"
-            )
+    elif _CONTROL.search(value):
+        raise _bad(name, f"'{name}' contains control characters", "forbidden_char")
+    if _BIDI.search(value):
+        raise _bad(name, f"'{name}' contains bidi control characters", "forbidden_char")
+    if _noncharacter(value):
+        raise _bad(name, f"'{name}' contains Unicode noncharacters", "forbidden_char")
+    if not multiline:
+        if any(unicodedata.category(c) == "Cf" for c in value):
+            raise _bad(name, f"'{name}' contains invisible formatting characters", "forbidden_char")
         value = value.strip()
     if max_len is not None and len(value) > max_len:
         raise _bad(name, f"'{name}' is longer than {max_len} characters", "too_long")

@@ -8,6 +8,14 @@ search, OpenAPI, feeds, CAP and the signing keys), so any site can show the
 timeline; it is stripped from everything else, and preflight ``OPTIONS``
 requests are refused (405, no CORS headers), so no other origin's script can
 send a write, or a request carrying a bearer token, from a browser.
+
+Every answer that is not a stream also gets these (streams set ``Server``
+themselves): ``Server`` names no version; a staff answer (the handler checked a presented
+token: ``auth`` sets ``STAFF_ANSWER`` in the request's task) and every 401
+or 403 is ``Cache-Control: no-store``, so no cache or browser history keeps
+what only staff may see (a webhook's secret, pending questions), while a
+public feed fetched with a token keeps its own caching; and
+``Strict-Transport-Security`` is sent when ``BROADCASTER_PUBLIC_URL`` is https.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -70,8 +79,14 @@ def secure(request: web.Request, response: web.StreamResponse) -> None:
     """Add the security headers and apply the CORS policy, unless already sent."""
     if response.prepared:
         return
+    headers = response.headers
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        headers.setdefault(name, value)
+    headers["Server"] = SERVER
+    if request.app.get(HTTPS):
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if STAFF_ANSWER.get() or response.status in (401, 403):
+        headers["Cache-Control"] = "no-store"
     if response.headers.get("Content-Type", "").startswith("text/html"):
         response.headers.setdefault("Content-Security-Policy", CSP)
     if cors_readable(request.method, request.path):
@@ -79,6 +94,14 @@ def secure(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Access-Control-Expose-Headers", "ETag")
     else:
         response.headers.pop("Access-Control-Allow-Origin", None)
+
+
+SERVER = "broadcaster"
+HSTS = "max-age=31536000"
+#: True when the public URL is https: answers then carry ``Strict-Transport-Security``.
+HTTPS = web.AppKey("https_only", bool)
+#: Set in a request's task once its handler has checked a token (see the docstring).
+STAFF_ANSWER: ContextVar[bool] = ContextVar("staff_answer", default=False)
 
 
 def error_response(

@@ -9,20 +9,47 @@ altered later) and marks the question answered in the same transaction; a
 dismissal needs a stated reason. Counts of each state and the median time to
 answer are public.
 
-Rate limiting is a token bucket per client address, in memory (it resets on
-restart), or in Redis when several nodes share one (``broadcaster.ratelimit``,
-one bucket per address for all nodes). Behind a reverse proxy every client has
-the proxy's address unless the proxy passes the real one to aiohttp, so the
-whole proxy would share one bucket.
+Intake, so that a resident can always reach the queue (docs/reliability.md,
+"The question queue"). Every rule counts per source: the client address of
+``broadcaster.clientaddr`` (behind a trusted proxy, the real client), one
+IPv4 address or one IPv6 /64.
+
+1. Rate: a token bucket per source (``QUESTION_LIMITER``, 5 at once, then one
+   per 2 minutes): 429 ``rate_limited``.
+2. Folding: a question whose text matches a pending one of the incident
+   once case, width, spaces, punctuation and symbols are ignored is folded
+   into it (202 with that question's id, ``"folded": true``); its ``asks``
+   count grows and it takes no slot.
+3. A source with nothing pending in the incident is always queued: no flood
+   from other addresses can shut out a resident who has asked nothing yet.
+4. A source that already has questions pending may have at most
+   ``PER_SOURCE_PENDING`` of them; beyond its first, a question is also
+   turned away while the incident holds ``MAX_PENDING`` or more, or when the
+   incident's intake bucket (``INTAKE_LIMITER``, ``INTAKE_BURST`` at once,
+   then one per ``INTAKE_SECONDS``, shared between nodes) is empty: 429
+   ``too_many_pending``.
+
+The queue is therefore bounded by ``MAX_PENDING`` plus one question per
+source network that asks. Questions folded or turned away are counted per
+incident (``folded``, ``turned_away``) and published with the other counts.
+Editors dismiss pending questions one by one or in bulk (by ids, or all
+pending ones whose text contains a phrase), always with a reason; each bulk
+dismissal is one audit record. The source is kept only while a question is
+pending, for these rules, and forgotten when it is answered or dismissed.
+
+Rate limits live in memory (they reset on restart), or in Redis when several
+nodes share one (``broadcaster.ratelimit``, one limit for all nodes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
 import statistics
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +59,7 @@ from aiohttp import web
 from .api.common import incident_or_404, json_response, remote_of
 from .appkeys import DB, PUBLISHER
 from .auth import optional_actor, require
+from .clientaddr import source_of
 from .clock import now_ts, parse_ts
 from .drafts import approval_required, hold
 from .errors import Conflict, NotFound, TooManyRequests, Unprocessable
@@ -45,6 +73,10 @@ from .store.timeline import audit_row
 
 MIN_CHARS, MAX_CHARS = 4, 500
 MAX_PENDING = 1000
+PER_SOURCE_PENDING = 3
+INTAKE_BURST, INTAKE_SECONDS = 30, 2.0
+MAX_BULK = 1000
+MIN_MATCH = 2  # two Chinese characters already make a word
 STATUSES = ("pending", "answered", "dismissed")
 ASK_FIELDS = (Field("text", "text", required=True, max_len=MAX_CHARS), Field("mask", "bool"))
 ANSWER_FIELDS = (
@@ -54,6 +86,11 @@ ANSWER_FIELDS = (
     Field("acknowledge", "object"),
 )
 DISMISS_FIELDS = (Field("reason", "text", required=True, nullable=False, max_len=500),)
+BULK_FIELDS = (
+    *DISMISS_FIELDS,
+    Field("ids", "list", nullable=False),
+    Field("matching", "line", nullable=False, max_len=MAX_CHARS),
+)
 
 
 class TokenBucket:
@@ -94,9 +131,17 @@ class TokenBucket:
 
 
 QUESTION_LIMITER = web.AppKey("question_limiter", TokenBucket)
+INTAKE_LIMITER = web.AppKey("question_intake_limiter", TokenBucket)
 
 
-def public_question(row: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
+def fingerprint(text: str) -> str:
+    """Return what near-duplicate questions share: letters and digits, case and width folded."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    kept = "".join(c for c in folded if unicodedata.category(c)[0] in "LMN")
+    return hashlib.sha256(kept.encode()).hexdigest()[:32]
+
+
+def public_question(row: Mapping[str, Any], *, full: bool, asks: int = 1) -> dict[str, Any]:
     """Return a question as served; ``full`` adds what only editors see."""
     data = {
         "id": row["id"],
@@ -106,6 +151,7 @@ def public_question(row: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
         "status": row["status"],
         "answered_at": row["handled_at"] if row["status"] == "answered" else None,
         "answer_seq": row["answer_seq"],
+        "asks": asks,
     }
     if full:
         data["handled_at"] = row["handled_at"]
@@ -122,7 +168,7 @@ def question_stats(conn: Any, incident: str) -> dict[str, Any]:
         for asked, done in questions_store.answer_times(conn, incident)
     ]
     median = round(statistics.median(waits), 3) if waits else None
-    return {**counts, "median_answer_seconds": median}
+    return {**counts, **questions_store.set_aside(conn, incident), "median_answer_seconds": median}
 
 
 async def read_question(request: web.Request) -> dict[str, Any]:
@@ -134,7 +180,8 @@ async def read_question(request: web.Request) -> dict[str, Any]:
 
 
 async def ask(request: web.Request) -> web.Response:
-    wait = await request.app[QUESTION_LIMITER].count(remote_of(request) or "unknown")
+    source = source_of(remote_of(request))
+    wait = await request.app[QUESTION_LIMITER].count(source)
     if wait:
         error = TooManyRequests("too many questions from this address; try later")
         error.headers["Retry-After"] = str(math.ceil(wait))
@@ -150,17 +197,39 @@ async def ask(request: web.Request) -> web.Response:
         raise Conflict(
             "this incident is over; it takes no more questions", code="incident_resolved"
         )
+    incident_id, mark = incident["id"], fingerprint(text)
+    db = request.app[DB]
+    mine = await db.read(lambda conn: questions_store.pending_from(conn, incident_id, source))
+    # A source's first pending question never waits on the incident's intake (rule 3).
+    busy = mine > 0 and await request.app[INTAKE_LIMITER].count(incident_id) > 0
     question_id = "q" + secrets.token_hex(8)
 
-    def job(conn: Any) -> None:
-        if questions_store.count_pending(conn, incident["id"]) >= MAX_PENDING:
-            raise TooManyRequests(
-                "too many questions wait for an answer; try later", code="too_many_pending"
-            )
-        questions_store.insert(conn, question_id, incident["id"], text, now_ts())
+    def job(conn: Any) -> tuple[str, bool] | None:
+        same = questions_store.pending_like(conn, incident_id, mark)
+        if same is not None:
+            questions_store.fold(conn, same, incident_id)
+            return same, True
+        held = questions_store.pending_from(conn, incident_id, source)
+        if held and (
+            busy
+            or held >= PER_SOURCE_PENDING
+            or questions_store.count_pending(conn, incident_id) >= MAX_PENDING
+        ):
+            questions_store.turned_away(conn, incident_id)
+            return None
+        questions_store.insert(conn, question_id, incident_id, text, now_ts(), source, mark)
+        return question_id, False
 
-    await request.app[DB].write(job)
-    return json_response({"id": question_id, "status": "pending"}, status=202)
+    queued = await db.write(job)
+    if queued is None:
+        raise TooManyRequests(
+            "this address has questions waiting already, or too many questions wait; try later",
+            code="too_many_pending",
+        )
+    body: dict[str, Any] = {"id": queued[0], "status": "pending"}
+    if queued[1]:
+        body["folded"] = True
+    return json_response(body, status=202)
 
 
 async def list_questions(request: web.Request) -> web.Response:
@@ -176,8 +245,11 @@ async def list_questions(request: web.Request) -> web.Response:
 
     def job(conn: Any) -> dict[str, Any]:
         rows = questions_store.listed(conn, incident["id"], wanted)
+        asks = questions_store.asks(conn, [row["id"] for row in rows])
         return {
-            "questions": [public_question(row, full=full) for row in rows],
+            "questions": [
+                public_question(row, full=full, asks=asks.get(row["id"], 1)) for row in rows
+            ],
             "counts": question_stats(conn, incident["id"]),
         }
 
@@ -244,6 +316,50 @@ async def dismiss(request: web.Request) -> web.Response:
     return json_response(await request.app[DB].write(job))
 
 
+async def dismiss_many(request: web.Request) -> web.Response:
+    """Dismiss pending questions in bulk: listed ``ids``, or all whose text has ``matching``."""
+    actor = await require(request, "editor")
+    incident = await incident_or_404(request)
+    fields = check_object(await read_object(request), BULK_FIELDS)
+    reason = fields["reason"].strip()
+    if not reason:
+        raise Unprocessable("say why in 'reason'", code="reason_required", field="reason")
+    ids, phrase = fields.get("ids"), fields.get("matching")
+    if (ids is None) == (phrase is None):
+        raise Unprocessable("give 'ids' or 'matching', not both", code="missing_field", field="ids")
+    if ids is not None and (
+        len(ids) > MAX_BULK or not all(isinstance(i, str) and len(i) <= 40 for i in ids)
+    ):
+        raise Unprocessable(
+            f"'ids' must be at most {MAX_BULK} question ids", code="invalid_value", field="ids"
+        )
+    if phrase is not None and len(phrase) < MIN_MATCH:
+        raise Unprocessable(
+            f"'matching' needs at least {MIN_MATCH} characters", code="too_short", field="matching"
+        )
+    wanted = set(ids or ())
+    needle = (phrase or "").casefold()
+
+    def job(conn: Any) -> list[str]:
+        rows = questions_store.pending_rows(conn, incident["id"])
+        chosen = [
+            row["id"]
+            for row in rows
+            if (row["id"] in wanted if ids is not None else needle in row["text"].casefold())
+        ][:MAX_BULK]
+        by, at = json.dumps(actor.public(), ensure_ascii=False), now_ts()
+        for qid in chosen:
+            questions_store.dismiss(conn, qid, at, by, reason)
+        audit_row(
+            conn, actor, "question.dismiss_bulk", incident["id"],
+            {"reason": reason, "count": len(chosen), "ids": chosen}, remote_of(request),
+        )  # fmt: skip
+        return chosen
+
+    chosen = await request.app[DB].write(job)
+    return json_response({"dismissed": len(chosen), "ids": chosen})
+
+
 def quote(text: str) -> str:
     """Return ``text`` as a markdown block quote, escaped so it renders as plain text."""
     escaped = "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~" else c for c in text)
@@ -275,8 +391,11 @@ def setup(app: web.Application) -> None:
     app[PUBLISHER].checks.append(answer_still_pending)
     app[PUBLISHER].hooks.extend((mark_answered, withdraw_redacted_question))
     app[QUESTION_LIMITER] = shared_bucket(app, "questions", TokenBucket())
+    intake = TokenBucket(INTAKE_BURST, INTAKE_SECONDS)
+    app[INTAKE_LIMITER] = shared_bucket(app, "question-intake", intake)
     base = "/api/incidents/{incident}/questions"
     app.router.add_post(base, ask)
     app.router.add_get(base, list_questions)
+    app.router.add_post(base + "/dismiss", dismiss_many)
     app.router.add_post(base + "/{question}/answer", answer)
     app.router.add_post(base + "/{question}/dismiss", dismiss)

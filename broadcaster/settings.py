@@ -7,6 +7,7 @@ request. Secrets are kept out of ``repr``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from .errors import ConfigError
 PREFIX = "BROADCASTER_"
 LANGS = ("zh-CN", "en")
 DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 3600, 21600, 86400)
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 
 
 def _int(name: str, raw: str, low: int, high: int) -> int:
@@ -29,6 +31,20 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"{PREFIX}{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{PREFIX}{name} must list addresses or CIDRs separated by commas, got {part!r}"
+            ) from None
+    return tuple(found)
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -72,6 +88,10 @@ class Settings:
     icp_filing: str = ""
     police_filing: str = ""
     site_code: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_header: str = "x-forwarded-for"
+    max_live_per_client: int = 500
+    max_live: int | None = None
     log_origin: str | None = None
     witnesses: tuple[str, ...] = ()
     #: Labels of custom figures: ``{"x-power-outage": ("停电户数", "Homes without power")}``.
@@ -149,6 +169,18 @@ class Settings:
             values["worker"] = _bool("WORKER", raw)
         if (raw := get("METRICS_PUBLIC")) is not None:
             values["metrics_public"] = _bool("METRICS_PUBLIC", raw)
+        if (raw := get("TRUSTED_PROXIES")) is not None:
+            values["trusted_proxies"] = _networks("TRUSTED_PROXIES", raw)
+        if (raw := get("PROXY_HEADER")) is not None:
+            if raw.strip().lower() not in PROXY_HEADERS:
+                raise ConfigError(
+                    f"{PREFIX}PROXY_HEADER must be one of {', '.join(PROXY_HEADERS)}, got {raw!r}"
+                )
+            values["proxy_header"] = raw.strip().lower()
+        if (raw := get("MAX_LIVE_PER_CLIENT")) is not None:
+            values["max_live_per_client"] = _int("MAX_LIVE_PER_CLIENT", raw, 1, 1_000_000)
+        if raw := get("MAX_LIVE"):
+            values["max_live"] = _int("MAX_LIVE", raw, 1, 10_000_000)
         for name in ("ICP_FILING", "POLICE_FILING", "SITE_CODE"):
             if (raw := get(name)) is not None:
                 values[name.lower()] = raw.strip()

@@ -28,7 +28,18 @@ from broadcaster.store import pages as pages_data
 
 from . import i18n
 from .feed_render import FeedSource
-from .feeds import EPOCH, FEEDS, FORMATS, GLOBAL_LIMIT, Rendered, etag_for, feed_dicts, respond
+from .feeds import (
+    EPOCH,
+    FEEDS,
+    FORMATS,
+    GLOBAL_LIMIT,
+    Rendered,
+    etag_for,
+    feed_dicts,
+    rendered,
+    respond,
+    within_bytes,
+)
 from .pages import PageError, context, feed_links, html_errors, incident_rows, render_page
 from .pages_static import ASSETS
 from .pages_view import Ctx, incident_path, json_ld
@@ -143,7 +154,7 @@ async def area_feed(request: web.Request) -> web.Response:
         def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             entries = area_entries.latest_entries_in(conn, code, GLOBAL_LIMIT)
             ids = sorted({e.incident for e in entries})
-            return pages_data.incidents_by_id(conn, ids), feed_dicts(conn, entries)
+            return pages_data.incidents_by_id(conn, ids), within_bytes(feed_dicts(conn, entries))
 
         incidents, entries = await request.app[DB].read(job)
         updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH
@@ -157,11 +168,12 @@ async def area_feed(request: web.Request) -> web.Response:
             language=settings.lang,
             author_name=settings.department,
         )
-        body = await asyncio.to_thread(renderer, source, entries, incidents)
-        return Rendered(body, ctype, etag_for(fmt, "area", code, version), updated)
+        etag = etag_for(fmt, "area", code, version)
+        return await asyncio.to_thread(
+            lambda: rendered(renderer(source, entries, incidents), ctype, etag, updated)
+        )
 
-    rendered = await cache.get(("area", code, fmt), version, render)
-    return respond(request, rendered)
+    return respond(request, await cache.get(("area", code, fmt), version, render))
 
 
 def setup(app: web.Application) -> None:

@@ -5,6 +5,14 @@ Each document is rendered once per head and kept in memory under the key
 new key, and the old document simply ages out of the LRU. The strong ``ETag``
 is derived from the head hash(es), so it is stable across restarts and nodes.
 
+Each render is also gzipped once, in the same worker thread, and both byte
+strings are kept: a client that accepts gzip gets the compressed bytes with
+their own strong ``ETag`` (the plain one with ``-gz``) and ``Vary:
+Accept-Encoding``, and a request costs no compression, only a header check.
+A feed holds at most ``FEED_BYTES`` of entry text (newest first, at least one
+entry), so a few huge entries cannot make a document of tens of MiB that
+every slow reader would hold a copy of.
+
 Knowing the head must not cost a database read per request, so ``Heads``
 keeps every incident's head in memory: this node's bus listener moves it the
 moment an entry is published (here or, on Redis, on another node), and a read
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import json
 import logging
@@ -46,6 +55,7 @@ FRESH = 1.0
 INCIDENT_LIMIT = 200
 GLOBAL_LIMIT = 50
 CACHE_SIZE = 256
+FEED_BYTES = 2 * 1024 * 1024
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORMATS: dict[str, tuple[str, Callable[..., bytes]]] = {
     "atom": ("application/atom+xml", render_atom),
@@ -56,23 +66,45 @@ FORMATS: dict[str, tuple[str, Callable[..., bytes]]] = {
 
 @dataclass(frozen=True)
 class Rendered:
-    """One rendered feed with its validators; headers are built once, not per request."""
+    """One rendered feed, plain and gzipped, with validators; headers are built once."""
 
     body: bytes
     content_type: str
     etag: str
     modified: datetime
+    gzipped: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    gzip_headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.headers.update(
-            {
-                "ETag": self.etag,
-                "Last-Modified": format_datetime(self.modified.replace(microsecond=0), usegmt=True),
-                "Cache-Control": "no-cache",
-                "Access-Control-Allow-Origin": "*",
-            }
-        )
+        common = {
+            "Content-Type": self.content_type,
+            "Last-Modified": format_datetime(self.modified.replace(microsecond=0), usegmt=True),
+            "Cache-Control": "no-cache",
+            "Vary": "Accept-Encoding",
+            "Access-Control-Allow-Origin": "*",
+        }
+        self.headers.update(common, ETag=self.etag)
+        self.gzip_headers.update(common, ETag=self.gzip_etag, **{"Content-Encoding": "gzip"})
+
+    @property
+    def gzip_etag(self) -> str:
+        return self.etag[:-1] + '-gz"'
+
+
+def rendered(body: bytes, content_type: str, etag: str, modified: datetime) -> Rendered:
+    """Return a ``Rendered`` with its gzipped twin (run it in a worker thread)."""
+    return Rendered(body, content_type, etag, modified, gzip.compress(body, 6, mtime=0))
+
+
+def within_bytes(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the newest entries whose text fits ``FEED_BYTES`` (always at least one)."""
+    used, budget = 0, FEED_BYTES
+    for n, entry in enumerate(entries):
+        used += len(entry["body"].encode()) + len(entry["html"].encode())
+        if used > budget and n:
+            return entries[:n]
+    return entries
 
 
 class Heads:
@@ -171,12 +203,15 @@ def etag_for(*parts: str) -> str:
     return '"' + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40] + '"'
 
 
-def not_modified(request: web.Request, etag: str, modified: datetime) -> bool:
-    """Apply RFC 9110 preconditions: ``If-None-Match`` wins over ``If-Modified-Since``."""
+def not_modified(request: web.Request, etags: tuple[str, ...], modified: datetime) -> bool:
+    """Apply RFC 9110 preconditions: ``If-None-Match`` wins over ``If-Modified-Since``.
+
+    ``If-None-Match`` compares weakly, so the tag of either coding matches.
+    """
     inm = request.headers.get("If-None-Match")
     if inm is not None:
-        tags = [tag.strip() for tag in inm.split(",")]
-        return "*" in tags or etag in tags or ("W/" + etag) in tags
+        tags = {tag.strip().removeprefix("W/") for tag in inm.split(",")}
+        return "*" in tags or not tags.isdisjoint(etags)
     ims = request.headers.get("If-Modified-Since")
     if ims:
         try:
@@ -189,12 +224,36 @@ def not_modified(request: web.Request, etag: str, modified: datetime) -> bool:
     return False
 
 
+#: ``Accept-Encoding`` values seen, and whether each takes gzip (browsers send a few).
+_GZIP_OK: dict[str, bool] = {}
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    """Tell whether the client takes gzip (``Accept-Encoding``, honouring ``q=0``)."""
+    accept = request.headers.get("Accept-Encoding", "")
+    found = _GZIP_OK.get(accept)
+    if found is None:
+        found = _parse_gzip(accept)
+        if len(_GZIP_OK) < 256:  # bounded: odd values are parsed each time instead
+            _GZIP_OK[accept] = found
+    return found
+
+
+def _parse_gzip(accept: str) -> bool:
+    for part in accept.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() == "gzip":
+            quality = params.strip().lower().removeprefix("q=")
+            return not quality or quality.strip("0.") != ""
+    return False
+
+
 def respond(request: web.Request, rendered: Rendered) -> web.Response:
-    if not_modified(request, rendered.etag, rendered.modified):
-        return web.Response(status=304, headers=rendered.headers)
-    return web.Response(
-        body=rendered.body, headers=rendered.headers, content_type=rendered.content_type
-    )
+    zipped = bool(rendered.gzipped) and accepts_gzip(request)
+    headers = rendered.gzip_headers if zipped else rendered.headers
+    if not_modified(request, (rendered.etag, rendered.gzip_etag), rendered.modified):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=rendered.gzipped if zipped else rendered.body, headers=headers)
 
 
 def feed_dicts(conn: Any, entries: list[Any]) -> list[dict[str, Any]]:
@@ -222,7 +281,7 @@ async def incident_feed(request: web.Request) -> web.Response:
         def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             incident = pages_data.incidents_by_id(conn, [incident_id])[incident_id]
             entries = pages_data.latest_entries(conn, incident_id, INCIDENT_LIMIT)
-            return incident, feed_dicts(conn, entries)
+            return incident, within_bytes(feed_dicts(conn, entries))
 
         incident, entries = await request.app[DB].read(job)
         updated = parse_ts(entries[0]["posted_at"] if entries else incident["created_at"])
@@ -236,11 +295,12 @@ async def incident_feed(request: web.Request) -> web.Response:
             language=settings.lang,
             author_name=settings.department,
         )
-        body = await asyncio.to_thread(renderer, source, entries)
-        return Rendered(body, ctype, etag_for(fmt, incident_id, head[1]), updated)
+        etag = etag_for(fmt, incident_id, head[1])
+        return await asyncio.to_thread(
+            lambda: rendered(renderer(source, entries), ctype, etag, updated)
+        )
 
-    rendered = await cache.get(("incident", incident_id, fmt), head[1], render)
-    return respond(request, rendered)
+    return respond(request, await cache.get(("incident", incident_id, fmt), head[1], render))
 
 
 async def global_feed(request: web.Request) -> web.Response:
@@ -254,7 +314,7 @@ async def global_feed(request: web.Request) -> web.Response:
         def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             entries = pages_data.latest_across(conn, GLOBAL_LIMIT)
             ids = sorted({e.incident for e in entries})
-            return pages_data.incidents_by_id(conn, ids), feed_dicts(conn, entries)
+            return pages_data.incidents_by_id(conn, ids), within_bytes(feed_dicts(conn, entries))
 
         incidents, entries = await request.app[DB].read(job)
         updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH
@@ -268,11 +328,12 @@ async def global_feed(request: web.Request) -> web.Response:
             language=settings.lang,
             author_name=settings.department,
         )
-        body = await asyncio.to_thread(renderer, source, entries, incidents)
-        return Rendered(body, ctype, etag_for(fmt, "*", signature), updated)
+        etag = etag_for(fmt, "*", signature)
+        return await asyncio.to_thread(
+            lambda: rendered(renderer(source, entries, incidents), ctype, etag, updated)
+        )
 
-    rendered = await cache.get(("all", fmt), signature, render)
-    return respond(request, rendered)
+    return respond(request, await cache.get(("all", fmt), signature, render))
 
 
 async def follow_bus(app: web.Application) -> None:

@@ -45,6 +45,8 @@ from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
 from broadcaster.errors import BadRequest
+from broadcaster.livecap import capped
+from broadcaster.middleware import SERVER
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -165,6 +167,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
+            "Server": SERVER,
             "Access-Control-Allow-Origin": "*",
         }
     )
@@ -210,5 +213,5 @@ def setup(app: web.Application) -> None:
     if HUB not in app:
         raise RuntimeError("list channels.hub before channels.sse")
     app.setdefault(HEARTBEAT, DEFAULT_HEARTBEAT)
-    app.router.add_get("/api/incidents/{incident}/events", events)
+    app.router.add_get("/api/incidents/{incident}/events", capped(events))
     app.cleanup_ctx.append(_heartbeats)

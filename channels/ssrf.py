@@ -100,7 +100,7 @@ def literal_ip(host: str) -> IPAddress | None:
         pass
     try:
         socket.inet_aton(bare.rstrip("."))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return None
     raise Refused(f"{host!r} is a non-canonical IP address form", "url_ambiguous_ip")
 
@@ -133,7 +133,12 @@ class Guard:
 
         Host names are checked later, when ``SafeResolver`` resolves them.
         """
-        parsed = url if isinstance(url, URL) else URL(url)
+        try:
+            parsed = url if isinstance(url, URL) else URL(url)
+            parsed.port  # noqa: B018 - parsing the port is what may fail here
+            str(parsed).encode("ascii")  # IDNA-encodes the host: a bad name fails here
+        except (ValueError, UnicodeError) as exc:
+            raise Refused(f"the URL cannot be parsed: {exc}", "invalid_url") from None
         if parsed.scheme not in ("http", "https"):
             raise Refused("the URL must use http or https", "url_scheme")
         if parsed.user is not None or parsed.password is not None:
@@ -141,6 +146,8 @@ class Guard:
         host = parsed.raw_host
         if not host:
             raise Refused("the URL has no host", "url_host")
+        if any(ord(c) <= 0x20 or c == "\x7f" for c in host):
+            raise Refused("the URL's host has control characters or spaces", "invalid_url")
         if self.host_allowed(host):
             return parsed
         ip = literal_ip(host)
@@ -197,7 +204,7 @@ async def check_registration(guard: Guard, url: str, resolver: AbstractResolver 
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT):
             results: list[Any] = await inner.resolve(host, parsed.port or 0, socket.AF_UNSPEC)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise Refused(f"{host} does not resolve: {exc or 'timeout'}", "url_unresolvable") from exc
     finally:
         if resolver is None:

@@ -52,6 +52,8 @@ from prometheus_client import Gauge
 from broadcaster.api.common import incident_or_404, query_int
 from broadcaster.appkeys import METRICS
 from broadcaster.background import background
+from broadcaster.livecap import capped
+from broadcaster.middleware import SERVER
 
 from .direct import DirectSubscription, every_started
 from .hub import CLOSE_GRACE, HUB, Hub, Message
@@ -177,6 +179,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=MAX_CLIENT_MESSAGE,
         timeout=CLOSE_GRACE,
     )
+    ws.headers["Server"] = SERVER
     subscription = WebSocketSubscription(hub, request.match_info["incident"], after, ws)
     # Subscribe before reading anything, so nothing posted meanwhile is missed.
     hub.subscribe(subscription)
@@ -217,5 +220,5 @@ def setup(app: web.Application) -> None:
     if HUB not in app:
         raise RuntimeError("list channels.hub before channels.websocket")
     app.setdefault(HEARTBEAT, DEFAULT_HEARTBEAT)
-    app.router.add_get("/ws/incidents/{incident}", websocket)
+    app.router.add_get("/ws/incidents/{incident}", capped(websocket))
     app.cleanup_ctx.append(_ping_all)

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +51,16 @@ def cli(
 class ServeProcess:
     """One ``broadcaster serve`` process on a data directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.extra_env = env or {}
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
@@ -62,6 +71,7 @@ class ServeProcess:
             **os.environ,
             "BROADCASTER_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broadcaster.cli", "serve", "--port", str(self.port)],
@@ -70,6 +80,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=self.preexec_fn,
         )
         threading.Thread(target=self._collect, daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -78,12 +89,20 @@ class ServeProcess:
                 raise RuntimeError("broadcaster serve exited:\n" + "".join(self.lines))
             try:
                 with urllib.request.urlopen(self.base + "/readyz", timeout=1) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self._told_all(deadline):
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.02)  # the port is not open yet; nothing to await across processes
         self.kill()
         raise RuntimeError("broadcaster serve did not become ready:\n" + "".join(self.lines))
+
+    def _told_all(self, deadline: float) -> bool:
+        """Wait until the thread has read the start-up output (its last line names descriptors)."""
+        while time.monotonic() < deadline:
+            if any(line.startswith("File descriptors:") for line in self.lines):
+                return True
+            time.sleep(0.01)  # another thread reads the pipe; nothing to await across threads
+        return False
 
     def _collect(self) -> None:
         assert self.process is not None and self.process.stdout is not None

@@ -324,3 +324,25 @@ async def test_metrics_count_entries_by_kind(
     text = await (await client.get("/metrics", headers=admin)).text()
     assert 'broadcaster_entries_total{kind="update"} 1.0' in text
     assert 'broadcaster_entries_total{kind="correction"} 1.0' in text
+
+
+async def test_entries_are_paged_by_bytes_and_compressed(
+    client: TestClient, editor: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: /entries answered up to 36 MB. A page now stops at PAGE_BYTES (at least one
+    entry) and says "more"; paging on reads everything; large answers are compressed."""
+    from broadcaster.api import entries as entries_api
+    from broadcaster.fetch import fetch_timeline
+
+    monkeypatch.setattr(entries_api, "PAGE_BYTES", 20_000)
+    iid = (await create_incident(client, editor))["id"]
+    for n in range(6):
+        await post_entry(client, editor, iid, body=f"第{n}次通报" + "水" * 1500)
+    response = await client.get(f"/api/incidents/{iid}/entries")
+    page = await response.json()
+    assert 1 <= len(page["entries"]) < 6 and page["more"] is True
+    assert response.headers["Content-Encoding"] in ("gzip", "deflate")
+    last = await (await client.get(f"/api/incidents/{iid}/entries?after=5")).json()
+    assert [e["seq"] for e in last["entries"]] == [6] and last["more"] is False
+    fetched = await fetch_timeline(str(client.make_url("")), iid)
+    assert [e["seq"] for e in fetched["entries"]] == [1, 2, 3, 4, 5, 6]

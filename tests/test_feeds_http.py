@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
+import aiohttp
 import feedparser
+import pytest
 from aiohttp.test_utils import TestClient
 
 from broadcaster.appkeys import DB
+from channels import feeds as feeds_module
 from channels.feeds import FEEDS
 from tests.conftest import create_incident, post_entry
 
@@ -173,3 +178,58 @@ async def test_cache_keeps_one_render_per_feed(client: TestClient, editor: dict)
             response = await client.get(f"/incidents/{incident['id']}/feed.{fmt}")
             assert response.status == 200
     assert len(client.app[FEEDS]) == 3
+
+
+async def raw_get(client: TestClient, path: str, **headers: str) -> tuple[int, Any, bytes]:
+    """GET without decompressing, so the test sees the bytes as sent."""
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.get(client.make_url(path), headers=headers) as response,
+    ):
+        return response.status, response.headers, await response.read()
+
+
+async def test_feeds_are_served_gzipped_from_bytes_compressed_once(
+    client: TestClient, editor: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client taking gzip gets the cached compressed bytes, with their own strong ETag."""
+    compressed = []
+    real = feeds_module.gzip.compress
+    monkeypatch.setattr(
+        feeds_module.gzip, "compress", lambda *a, **k: compressed.append(1) or real(*a, **k)
+    )
+    inc = await create_incident(client, editor)
+    for n in range(3):
+        await post_entry(client, editor, inc["id"], body=f"第{n}次通报：" + "水位上涨。" * 50)
+    path = f"/incidents/{inc['id']}/feed.atom"
+    _, plain_headers, plain = await raw_get(client, path, **{"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain_headers
+    for _ in range(20):
+        status, headers, body = await raw_get(client, path, **{"Accept-Encoding": "br, gzip"})
+        assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == plain and len(body) < len(plain) / 2
+    assert headers["Vary"] == "Accept-Encoding"
+    assert headers["ETag"] == plain_headers["ETag"][:-1] + '-gz"'
+    assert len(compressed) == 1, "compressed once per head, never per request"
+    for tag in (headers["ETag"], plain_headers["ETag"]):
+        status, _, _ = await raw_get(client, path, **{"If-None-Match": tag})
+        assert status == 304
+    _, refused, _ = await raw_get(client, path, **{"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused
+
+
+async def test_a_feed_holds_a_bounded_number_of_bytes(
+    client: TestClient, editor: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: huge entries made feeds of tens of MiB. A feed now stops at FEED_BYTES of
+    entry text, newest first, always keeping at least the newest entry."""
+    monkeypatch.setattr(feeds_module, "FEED_BYTES", 20_000)
+    inc = await create_incident(client, editor)
+    for n in range(6):
+        await post_entry(client, editor, inc["id"], body=f"第{n}次通报" + "水" * 3000)
+    response = await client.get(f"/incidents/{inc['id']}/feed.json")
+    items = (await response.json())["items"]
+    assert 1 <= len(items) < 6
+    assert items[0]["id"].endswith("/entries/6")
+    monkeypatch.setattr(feeds_module, "FEED_BYTES", 10)
+    assert feeds_module.within_bytes([{"body": "x" * 99, "html": ""}]) != []

@@ -40,8 +40,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]
     config = Settings.from_env({}, data_dir=data, public_url="http://x.test", worker=False)
     running = ThreadedServer(config, TIMEOUT).start()
     # schemathesis probes every authorised call again with a wrong token; the
-    # per-address lockout (tested in test_security) would then refuse the admin.
+    # per-address slow-down and lockout (tested in test_security) would answer
+    # those 429 instead of the documented 401.
     running.app[TOKENS].failures.limit = 10**9  # type: ignore[index]
+    running.app[TOKENS].slow.limit = 10**9  # type: ignore[index]
     incident = running.post("/api/incidents", {"title": "山洪", "severity": "severe"})
     for n in range(3):
         running.post(f"/api/incidents/{incident['id']}/entries", {"body": f"第{n}次通报"})

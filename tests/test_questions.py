@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from broadcaster.questions import QUESTION_LIMITER, TokenBucket
-from tests.conftest import TIMEOUT, create_incident, post_entry
+from broadcaster import questions as questions_module
+from broadcaster.app import create_app
+from broadcaster.questions import PER_SOURCE_PENDING, QUESTION_LIMITER, TokenBucket
+from broadcaster.settings import Settings
+from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 
 QUESTION = "沙子口街道到李村的公交什么时候恢复？"
 
@@ -126,17 +131,26 @@ async def test_dismissal_needs_a_reason_and_is_counted(
 async def test_rate_limit_answers_429_with_retry_after(
     client: TestClient, editor: dict[str, str]
 ) -> None:
-    """After a burst of questions from one address the next one answers 429 rate_limited."""
+    """After a burst of questions from one address the next one answers 429 rate_limited.
+
+    Within the burst, only PER_SOURCE_PENDING may wait at once; the rest are turned away.
+    """
     incident = await create_incident(client, editor)
     burst = client.app[QUESTION_LIMITER].capacity
-    for _ in range(burst):
-        await asked(client, incident["id"])
+    codes = []
+    for n in range(burst):
+        response = await ask(client, incident["id"], text=f"{QUESTION}第{n}个问题")
+        codes.append(
+            response.status if response.status == 202 else (await response.json())["error"]
+        )
+    assert codes == [202] * PER_SOURCE_PENDING + ["too_many_pending"] * (burst - PER_SOURCE_PENDING)
     response = await ask(client, incident["id"])
     assert response.status == 429
     assert (await response.json())["error"] == "rate_limited"
     assert int(response.headers["Retry-After"]) > 0
     staff = await questions(client, incident["id"], editor)
-    assert len(staff["questions"]) == burst
+    assert len(staff["questions"]) == PER_SOURCE_PENDING
+    assert staff["counts"]["turned_away"] == burst - PER_SOURCE_PENDING
 
 
 async def test_personal_data_is_refused_or_masked(
@@ -251,3 +265,95 @@ async def test_answers_wait_for_a_second_person_under_two_person_review(
     assert entry["kind"] == "answer" and entry["approved_by"]["name"] == "审核员"
     [answered] = (await questions(client, iid))["questions"]
     assert (answered["id"], answered["status"], answered["answer_seq"]) == (qid, "answered", 1)
+
+
+@pytest.fixture
+async def behind_proxy(settings: Settings) -> AsyncIterator[TestClient]:
+    """The app trusting 127.0.0.1 as its proxy, so a test can speak for many clients."""
+    app = create_app(settings.with_(trusted_proxies=("127.0.0.1/32",)))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        yield client
+
+
+async def ask_as(client: TestClient, iid: str, address: str, text: str) -> tuple[int, Any]:
+    response = await client.post(
+        f"/api/incidents/{iid}/questions",
+        json={"text": text},
+        headers={"X-Forwarded-For": address},
+    )
+    return response.status, await response.json()
+
+
+async def test_a_flood_from_many_addresses_does_not_shut_out_a_new_resident(
+    behind_proxy: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: many addresses fill the queue past its limit; a resident who has asked
+    nothing yet is still queued, and every question set aside is counted publicly."""
+    monkeypatch.setattr(questions_module, "MAX_PENDING", 40)
+    editor = bearer(await make_token(behind_proxy, "editor"))
+    iid = (await create_incident(behind_proxy, editor))["id"]
+    outcomes = []
+    for n in range(30):
+        for k in range(4):
+            status, body = await ask_as(
+                behind_proxy, iid, f"198.51.100.{n}", f"灌水第{n}号第{k}条：请问什么时候通车"
+            )
+            outcomes.append(status if status == 202 else body["error"])
+    assert outcomes.count(202) >= 30, "every flooding address got its first question in"
+    assert "too_many_pending" in outcomes
+    status, body = await ask_as(behind_proxy, iid, "203.0.113.1", "我家在沙子口，现在能回去吗？")
+    assert status == 202, body
+    counts = (await questions(behind_proxy, iid))["counts"]
+    assert counts["pending"] == outcomes.count(202) + 1
+    assert counts["turned_away"] == outcomes.count("too_many_pending")
+
+
+async def test_near_duplicate_questions_are_folded(behind_proxy: TestClient) -> None:
+    """The same question with other punctuation, width or case joins the pending one."""
+    editor = bearer(await make_token(behind_proxy, "editor"))
+    iid = (await create_incident(behind_proxy, editor))["id"]
+    status, first = await ask_as(
+        behind_proxy, iid, "198.51.100.1", "沙子口的公交什么时候恢复？Bus 5"
+    )
+    assert status == 202
+    status, again = await ask_as(
+        behind_proxy, iid, "198.51.100.2", "沙子口的公交，什么时候恢复?? ｂｕｓ ５"
+    )
+    assert status == 202
+    assert again == {"id": first["id"], "status": "pending", "folded": True}
+    staff = await questions(behind_proxy, iid, editor)
+    assert [(q["id"], q["asks"]) for q in staff["questions"]] == [(first["id"], 2)]
+    assert staff["counts"]["folded"] == 1 and staff["counts"]["pending"] == 1
+
+
+async def test_editors_dismiss_questions_in_bulk(behind_proxy: TestClient) -> None:
+    """Pending questions containing a phrase, or listed by id, are dismissed in one call."""
+    editor = bearer(await make_token(behind_proxy, "editor"))
+    iid = (await create_incident(behind_proxy, editor))["id"]
+    texts = ["低价卖水加微信abc", "加微信 领救灾物资", "李村小学还开放吗？", "沙子口有没有停电？"]
+    ids = [
+        (await ask_as(behind_proxy, iid, f"198.51.100.{n}", t))[1]["id"]
+        for n, t in enumerate(texts)
+    ]
+    url = f"/api/incidents/{iid}/questions/dismiss"
+    assert (
+        await behind_proxy.post(url, json={"reason": "广告", "matching": "加微信"})
+    ).status == 401
+    for bad in ({"reason": "广告"}, {"reason": "广告", "ids": [], "matching": "加微信"}):
+        response = await behind_proxy.post(url, json=bad, headers=editor)
+        assert response.status == 422, bad
+    response = await behind_proxy.post(
+        url, json={"reason": "广告", "matching": "加微信"}, headers=editor
+    )
+    assert response.status == 200
+    assert await response.json() == {"dismissed": 2, "ids": ids[:2]}
+    response = await behind_proxy.post(
+        url, json={"reason": "重复", "ids": ids[2:3]}, headers=editor
+    )
+    assert (await response.json())["dismissed"] == 1
+    counts = (await questions(behind_proxy, iid))["counts"]
+    assert (counts["dismissed"], counts["pending"]) == (3, 1)
+    admin = bearer(await make_token(behind_proxy, "admin"))
+    audit = await behind_proxy.get("/api/audit?action=question.dismiss_bulk", headers=admin)
+    records = (await audit.json())["audit"]
+    assert [r["detail"]["count"] for r in records] == [1, 2]

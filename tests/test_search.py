@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from typing import Any
 
 import jsonschema
@@ -14,7 +15,8 @@ from broadcaster.api.ops import merged_openapi
 from broadcaster.appkeys import DB
 from broadcaster.search import PURGER, rebuild
 from broadcaster.search_query import run_search
-from broadcaster.store import search_postgres
+from broadcaster.store import search as search_store
+from broadcaster.store import search_postgres, search_sqlite
 from broadcaster.store.pg_conn import dialect_of, translate
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
@@ -240,7 +242,7 @@ async def test_accountability_endpoints_are_documented_truly(
         if route.resource is not None and route.method != "HEAD"
         and getattr(route.handler, "__module__", "") in ACCOUNTABILITY_MODULES
     ]  # fmt: skip
-    assert len(routes) == 10
+    assert len(routes) == 11
     assert [(m, p) for m, p in routes if m not in paths.get(p, {})] == []
     iid = await typhoon(client, editor)
     await post_entry(client, editor, iid, figures={"injured": 3})
@@ -250,6 +252,12 @@ async def test_accountability_endpoints_are_documented_truly(
     conforms(await (await client.get(f"/api/incidents/{iid}/figures")).json(), "Figures")
     listed = await client.get(f"/api/incidents/{iid}/questions", headers=editor)
     conforms(await listed.json(), "QuestionList")
+    bulk = await client.post(
+        f"/api/incidents/{iid}/questions/dismiss",
+        json={"reason": "重复", "ids": []},
+        headers=editor,
+    )
+    conforms(await bulk.json(), "BulkDismissed")
     conforms(await (await client.get("/api/search", params={"q": "山洪"})).json(), "SearchResults")
 
 
@@ -289,3 +297,38 @@ async def test_postgresql_indexes_answer_both_kinds_of_term(
     assert "search_rows_trgm" in long and "search_rows_grams" not in long
     assert "Seq Scan on search_rows" not in mixed
     assert "search_rows_trgm" in mixed or "search_rows_grams" in mixed
+
+
+async def test_a_search_past_its_time_budget_is_stopped_with_a_clear_answer(
+    client: TestClient, editor: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: one search on pathological text took 11.7 s. A search now stops at its
+    budget and answers 503 search_timeout, and the next search works on the same reader."""
+    iid = (await create_incident(client, editor))["id"]
+    await post_entry(client, editor, iid, body="沙子口水位上涨")
+    monkeypatch.setattr(search_store, "BUDGET", 0.2)
+    real = {"sqlite": search_sqlite.find, "postgresql": search_postgres.find}
+
+    def slow_sqlite(conn: Any, *args: Any) -> Any:
+        conn.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1e9)"
+            " SELECT count(*) FROM c"
+        ).fetchone()
+        return real["sqlite"](conn, *args)
+
+    def slow_postgres(conn: Any, *args: Any) -> Any:
+        conn.raw.execute("SELECT pg_sleep(30)")
+        return real["postgresql"](conn, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(search_sqlite, "find", slow_sqlite)
+        patch.setattr(search_postgres, "find", slow_postgres)
+        started = time.monotonic()
+        response = await client.get("/api/search", params={"q": "水位"})
+        assert response.status == 503
+        assert (await response.json())["error"] == "search_timeout"
+        assert time.monotonic() - started < TIMEOUT
+    for _ in range(5):  # every reader recovers
+        response = await client.get("/api/search", params={"q": "水位"})
+        assert response.status == 200
+        assert [r["seq"] for r in (await response.json())["results"]] == [1]

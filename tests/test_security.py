@@ -30,24 +30,34 @@ NEW_INCIDENT = {"title": "洪水", "severity": "severe"}
 # -- token guessing ---------------------------------------------------------------------------
 
 
-async def test_failed_tokens_are_limited_per_address(
+async def test_failed_tokens_slow_then_lock_only_the_failing_client(
     client: TestClient, editor: dict[str, str]
 ) -> None:
-    """After FAILED_LIMIT wrong tokens, any token from that address gets 429 for the window."""
+    """Wrong tokens pause the address after SLOW_LIMIT and lock it after FAILED_LIMIT; a valid
+    token from that same address is accepted all along."""
     clock = [1000.0]
-    client.app[TOKENS].failures.clock = lambda: clock[0]
-    for _ in range(FAILED_LIMIT):
-        response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=WRONG)
-        assert response.status == 401
-    for headers in (WRONG, editor):  # a right guess is not revealed either
-        response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=headers)
-        assert response.status == 429
-        assert (await response.json())["error"] == "too_many_failed_logins"
-        assert 0 < int(response.headers["Retry-After"]) <= auth.FAILED_WINDOW
+    tokens = client.app[TOKENS]
+    tokens.failures.clock = tokens.slow.clock = lambda: clock[0]
+
+    async def attempt(headers: dict[str, str]) -> Any:
+        return await client.post("/api/incidents", json=NEW_INCIDENT, headers=headers)
+
+    for n in range(FAILED_LIMIT):
+        if n and n % auth.SLOW_LIMIT == 0:
+            paused = await attempt(WRONG)
+            assert paused.status == 429, n
+            assert (await paused.json())["error"] == "too_many_failed_logins"
+            assert 0 < int(paused.headers["Retry-After"]) <= auth.SLOW_WINDOW
+            assert (await attempt(editor)).status == 201, "a valid token is never refused"
+            clock[0] += auth.SLOW_WINDOW
+        assert (await attempt(WRONG)).status == 401, n
+    locked = await attempt(WRONG)
+    assert locked.status == 429
+    assert auth.SLOW_WINDOW < int(locked.headers["Retry-After"]) <= auth.FAILED_WINDOW
+    assert (await attempt(editor)).status == 201, "a valid token is never refused"
     assert (await client.get("/api/incidents")).status == 200, "reading stays public"
     clock[0] += auth.FAILED_WINDOW + 1
-    response = await client.post("/api/incidents", json=NEW_INCIDENT, headers=editor)
-    assert response.status == 201
+    assert (await attempt(WRONG)).status == 401
 
 
 def test_the_limit_is_per_address_and_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -404,3 +414,120 @@ async def test_tricky_internal_forms_are_refused(url: str, code: str) -> None:
     with pytest.raises(Refused) as refused:
         await check_registration(Guard(), url, FixedResolver("93.184.215.14"))
     assert refused.value.code == code
+
+
+# -- headers and input (issue: hardening) -----------------------------------------------------
+
+
+async def test_staff_answers_are_not_stored_and_server_names_no_version(
+    settings: Settings,
+) -> None:
+    """Anything answering a token is no-store (the webhook secret too); Server has no version;
+    HSTS is sent only when the public URL is https."""
+    app = create_app(
+        settings.with_(public_url="https://updates.example.test", webhook_allow=("hooks.test",))
+    )
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        admin = bearer(await make_token(client, "admin"))
+        created = await client.post(
+            "/api/webhooks", json={"url": "https://hooks.test/in"}, headers=admin
+        )
+        assert created.status == 201 and "secret" in await created.json()
+        iid = (await create_incident(client, admin))["id"]
+        staff = await client.get(f"/api/incidents/{iid}/questions", headers=admin)
+        refused = await client.get("/api/webhooks")
+        for response in (created, staff, refused):
+            assert response.headers["Cache-Control"] == "no-store", response.url
+        public = await client.get(f"/api/incidents/{iid}")
+        assert public.headers.get("Cache-Control") != "no-store"
+        feed = await client.get("/feed.atom", headers=admin)  # public, whoever fetches it
+        assert feed.headers["Cache-Control"] == "no-cache"
+        stream = await client.get(f"/api/incidents/{iid}/events")
+        page = await client.get(f"/incidents/{iid}", headers={"Accept": "text/html"})
+        for response in (created, public, page, await client.get("/feed.atom")):
+            assert response.headers["Server"] == "broadcaster"
+            assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert stream.headers["Server"] == "broadcaster"
+        stream.close()
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as plain:
+        assert "Strict-Transport-Security" not in (await plain.get("/healthz")).headers
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("body", "水位\u202e上涨"),  # right-to-left override
+        ("body", "水位\u2066上涨"),  # left-to-right isolate
+        ("body", "水位\ufdd0上涨"),  # noncharacter
+        ("body", "水位\U0001fffe上涨"),  # noncharacter of a supplementary plane
+        ("title", "山洪\u200b预警"),  # zero-width space
+        ("title", "山洪\U000e0041"),  # tag character
+        ("title", "山洪\u2060"),  # word joiner
+        ("question", "请问\u202a什么时候通车"),
+    ],
+)
+async def test_bidi_controls_noncharacters_and_invisible_characters_are_refused(
+    client: TestClient, editor: dict[str, str], field: str, text: str
+) -> None:
+    """Bodies and questions refuse bidi controls and noncharacters; titles refuse every
+    invisible format character too: 422 forbidden_char."""
+    iid = (await create_incident(client, editor))["id"]
+    if field == "title":
+        response = await client.post(
+            "/api/incidents", json={**NEW_INCIDENT, "title": text}, headers=editor
+        )
+    elif field == "question":
+        response = await client.post(f"/api/incidents/{iid}/questions", json={"text": text})
+    else:
+        response = await client.post(
+            f"/api/incidents/{iid}/entries", json={"body": text}, headers=editor
+        )
+    assert response.status == 422
+    assert (await response.json())["error"] == "forbidden_char"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://a:99999/",
+        "http://[zz]/",
+        "http://\x00x/",
+        "http://" + "a" * 300 + "/",
+        "http://a:80:80/",
+        "http://a..b/",
+        "http://\udcff/",
+        "http://a\\b/",
+        "http://\u2100.com/",
+    ],
+)
+async def test_an_unparseable_webhook_url_answers_422(
+    client: TestClient, admin: dict[str, str], url: str
+) -> None:
+    """Every URL that cannot be parsed is refused with 422, never 500."""
+    response = await client.post(
+        "/api/webhooks",
+        data=json.dumps({"url": url}).encode(),
+        headers={**admin, "Content-Type": "application/json"},
+    )
+    assert response.status in (400, 422), await response.text()
+    assert response.status != 500
+
+
+async def test_table_alignment_needs_no_inline_style(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """Aligned table cells carry a class the site's CSS styles, not a style the CSP blocks."""
+    iid = (await create_incident(client, editor))["id"]
+    entry = await post_entry(client, editor, iid, body="|区|人数|\n|:-|-:|\n|沙子口|120|")
+    assert '<td class="align-right">120</td>' in entry["html"]
+    page = await client.get(f"/incidents/{iid}/entries/1", headers={"Accept": "text/html"})
+    html = await page.text()
+    assert "style=" not in html and 'class="align-right"' in html
+
+
+def test_the_site_css_styles_the_alignment_classes() -> None:
+    """site.css gives each alignment class its text-align."""
+    css = (Path(__file__).resolve().parent.parent / "static" / "site.css").read_text()
+    assert ".align-center{text-align:center}" in css
+    assert ".align-right{text-align:right}" in css

@@ -21,6 +21,7 @@ from test_webhooks import eventually
 from webhook_receiver import Receiver
 
 import channels.sms.service
+from broadcaster import ratelimit
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
@@ -376,3 +377,68 @@ async def test_gateways_refuse_a_closed_session_they_do_not_own() -> None:
     for gateway in gateways:
         with pytest.raises(RuntimeError, match="closed"):
             await gateway.send(to="+8613812345678", text="测试", message_id="m1")
+
+
+async def test_a_proxy_setting_only_x_real_ip_does_not_make_everyone_the_gateway(
+    client: TestClient, editor: dict[str, str]
+) -> None:
+    """The attack: behind a local proxy that sets only X-Real-IP, anyone subscribed numbers and
+    forged delivery reports. Now every such callback answers 401 and nothing changes."""
+    incident = await create_incident(client, editor)
+    for n in range(20):
+        params = {
+            "from": f"+861380000{n:04d}",
+            "text": f"订阅 {incident['code']}",
+            "msgid": f"r{n}",
+        }
+        response = await client.get(
+            "/sms/inbound", params=params, headers={"X-Real-IP": f"198.51.100.{n}"}
+        )
+        assert response.status == 401
+    assert await subscribers(client) == []
+    forged = await client.get(
+        "/sms/dlr", params={"message_id": "msg_1", "status": "delivered"},
+        headers={"X-Real-IP": "198.51.100.1"},
+    )  # fmt: skip
+    assert forged.status == 401
+
+
+async def test_with_a_trusted_proxy_callbacks_need_the_secret(
+    settings: Settings, editor: dict[str, str]
+) -> None:
+    """Once a proxy is configured, even a loopback peer without headers needs the secret."""
+    app = create_app(settings.with_(trusted_proxies=("127.0.0.1/32",)))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as proxied:
+        response = await proxied.get(
+            "/sms/inbound", params={"from": PHONE, "text": "TD", "msgid": "t1"}
+        )
+        assert response.status == 401
+        assert (await response.json())["error"] == "gateway_auth"
+
+
+async def test_serve_says_whom_sms_callbacks_are_taken_from(settings: Settings) -> None:
+    """The start-up notice names the rule in force for SMS callbacks."""
+    from broadcaster.cli import trust_notice
+
+    assert "only from a loopback peer" in trust_notice(settings)
+    assert "REFUSED" in trust_notice(settings.with_(trusted_proxies=("10.0.0.1/32",)))
+    assert "need BROADCASTER_SMS_SECRET" in trust_notice(settings.with_(sms_secret="s"))
+
+
+async def test_the_reply_limit_per_number_is_shared_between_nodes(
+    tmp_path: Path, redis_url: str, gateway: Receiver, settings: Settings
+) -> None:
+    """Two nodes on one Redis answer a number RATE_COUNT times in all, not each."""
+    from channels.sms.replies import RATE_COUNT, sender_key
+    from channels.sms.service import RECENT
+
+    apps = [
+        create_app(settings.with_(data_dir=tmp_path / name, redis_url=redis_url, signing_key=None))
+        for name in "ab"
+    ]
+    key = sender_key(settings, f"+86139{next(_msgids):08d}")
+    waits = [await apps[n % 2][RECENT].count(key) for n in range(RATE_COUNT + 2)]
+    for app in apps:  # never started, so close their Redis clients here
+        await app[ratelimit._CLIENT].aclose()
+    assert waits[:RATE_COUNT] == [0] * RATE_COUNT
+    assert all(w > 0 for w in waits[RATE_COUNT:])

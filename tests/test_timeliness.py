@@ -118,7 +118,8 @@ async def test_metrics_endpoint_judges_windows_before_an_interval_change(
     assert 150 * 60 <= metrics["time_to_first_disclosure_seconds"] < 151 * 60
     assert metrics["overdue"] is False and metrics["updates"] == 2
     assert metrics["questions"] == {
-        "pending": 0, "answered": 0, "dismissed": 0, "median_answer_seconds": None
+        "pending": 0, "answered": 0, "dismissed": 0, "folded": 0, "turned_away": 0,
+        "median_answer_seconds": None,
     }  # fmt: skip
 
 

@@ -56,6 +56,10 @@ ENTRY_FIELDS = (
     Field("acknowledge", "object"),
 )
 MAX_PAGE = 1000
+#: A page of entries stops after this many bytes of JSON (at least one entry).
+PAGE_BYTES = 2 * 1024 * 1024
+#: Answers bigger than this are compressed for clients that accept it.
+COMPRESS_FROM = 1024
 
 
 class Replayed(Exception):
@@ -159,14 +163,29 @@ async def list_entries(request: web.Request) -> web.Response:
     after = query_int(request, "after", 0, 0, 10**12)
     limit = query_int(request, "limit", MAX_PAGE, 1, MAX_PAGE)
     entries = await request.app[STORE].entries(incident["id"], after, limit)
+    parts: list[str] = []
+    used = 0
+    for entry in entries:
+        text = entry.to_json()
+        used += len(text)
+        if used > PAGE_BYTES and parts:
+            break
+        parts.append(text)
+    last = entries[len(parts) - 1].seq if parts else after
+    more = last < incident["head"]["seq"]
     body = (
         '{"entries":['
-        + ",".join(e.to_json() for e in entries)
+        + ",".join(parts)
         + '],"head":'
         + json.dumps(incident["head"])
+        + ',"more":'
+        + json.dumps(more)
         + "}"
     )
-    return web.Response(text=body, content_type="application/json")
+    response = web.Response(text=body, content_type="application/json")
+    if len(body) > COMPRESS_FROM:
+        response.enable_compression()  # large bodies are compressed in aiohttp's executor
+    return response
 
 
 async def get_entry(request: web.Request) -> web.Response:

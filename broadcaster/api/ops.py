@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..appkeys import BUS, METRICS, SETTINGS, STORE
 from ..auth import require
+from ..livecap import DESCRIPTORS
 from .common import json_response
 
 
@@ -25,6 +26,8 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = bool(await part.ping())
         except Exception:
             checks[name] = False
+    if DESCRIPTORS in request.app:  # out of descriptors lately: send new clients elsewhere
+        checks["descriptors"] = not request.app[DESCRIPTORS].exhausted()
     ready = all(checks.values())
     return json_response(
         {"status": "ready" if ready else "degraded", "checks": checks}, status=200 if ready else 503

@@ -14,11 +14,102 @@ from typing import Any
 LIST_LIMIT = 1000
 
 
-def insert(conn: Any, question_id: str, incident: str, text: str, asked_at: str) -> None:
-    """Store a new pending question."""
+def insert(
+    conn: Any,
+    question_id: str,
+    incident: str,
+    text: str,
+    asked_at: str,
+    source: str = "",
+    fingerprint: str = "",
+) -> None:
+    """Store a new pending question, with who asked it (a source network) and its fingerprint."""
     conn.execute(
         "INSERT INTO questions (id, incident, text, asked_at) VALUES (?, ?, ?, ?)",
         (question_id, incident, text, asked_at),
+    )
+    conn.execute(
+        "INSERT INTO question_sources (id, incident, source, fingerprint) VALUES (?, ?, ?, ?)",
+        (question_id, incident, source, fingerprint),
+    )
+
+
+def pending_like(conn: Any, incident: str, fingerprint: str) -> str | None:
+    """Return the id of a pending question of ``incident`` with this text fingerprint."""
+    row = conn.execute(
+        "SELECT s.id FROM question_sources s JOIN questions q ON q.id = s.id"
+        " WHERE s.incident = ? AND s.fingerprint = ? AND q.status = 'pending' LIMIT 1",
+        (incident, fingerprint),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def fold(conn: Any, question_id: str, incident: str) -> None:
+    """Count one more asking of a pending question, and one more folded ask of the incident."""
+    conn.execute("UPDATE question_sources SET asks = asks + 1 WHERE id = ?", (question_id,))
+    _count_set_aside(conn, incident, "folded")
+
+
+def turned_away(conn: Any, incident: str) -> None:
+    """Count one question the intake rules turned away."""
+    _count_set_aside(conn, incident, "turned_away")
+
+
+def _count_set_aside(conn: Any, incident: str, column: str) -> None:
+    # ``column`` is one of two fixed names, never input.
+    conn.execute(
+        f"INSERT INTO question_intake (incident, {column}) VALUES (?, 1)"
+        f" ON CONFLICT (incident) DO UPDATE SET {column} = question_intake.{column} + 1",
+        (incident,),
+    )
+
+
+def pending_from(conn: Any, incident: str, source: str) -> int:
+    """Return how many questions of ``incident`` from ``source`` wait for an answer."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM question_sources s JOIN questions q ON q.id = s.id"
+        " WHERE s.incident = ? AND s.source = ? AND q.status = 'pending'",
+        (incident, source),
+    ).fetchone()
+    return int(row[0])
+
+
+def set_aside(conn: Any, incident: str) -> dict[str, int]:
+    """Return how many questions of ``incident`` were folded into others or turned away."""
+    row = conn.execute(
+        "SELECT folded, turned_away FROM question_intake WHERE incident = ?", (incident,)
+    ).fetchone()
+    return (
+        {"folded": int(row[0]), "turned_away": int(row[1])}
+        if row
+        else dict.fromkeys(("folded", "turned_away"), 0)
+    )
+
+
+def asks(conn: Any, ids: list[str]) -> dict[str, int]:
+    """Return how many times each question was asked (1 unless others were folded into it)."""
+    if not ids:
+        return {}
+    marks = ", ".join("?" for _ in ids)
+    rows = conn.execute(f"SELECT id, asks FROM question_sources WHERE id IN ({marks})", ids)
+    return {str(qid): int(n) for qid, n in rows}
+
+
+def forget_source(conn: Any, question_id: str) -> None:
+    """Forget who asked a question and its fingerprint (it left the queue)."""
+    conn.execute(
+        "UPDATE question_sources SET source = '', fingerprint = '' WHERE id = ?", (question_id,)
+    )
+
+
+def pending_rows(conn: Any, incident: str) -> list[Mapping[str, Any]]:
+    """Return every pending question of ``incident`` (``id``, ``text``), oldest first."""
+    return list(
+        conn.execute(
+            "SELECT id, text FROM questions WHERE incident = ? AND status = 'pending'"
+            " ORDER BY asked_at",
+            (incident,),
+        )
     )
 
 
@@ -70,6 +161,7 @@ def dismiss(conn: Any, question_id: str, at: str, by: str, reason: str) -> Mappi
         " reason = ? WHERE id = ? RETURNING *",
         (at, by, reason, question_id),
     ).fetchone()
+    forget_source(conn, question_id)
     return row
 
 
@@ -80,6 +172,7 @@ def mark_answered(conn: Any, question_id: str, at: str, by: str, seq: int) -> No
         " answer_seq = ? WHERE id = ?",
         (at, by, seq, question_id),
     )
+    forget_source(conn, question_id)
 
 
 def erase_answered_text(conn: Any, incident: str, answer_seq: int) -> None:

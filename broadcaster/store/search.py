@@ -7,6 +7,11 @@ their jobs; the SQL lives in ``search_sqlite`` (FTS5) and ``search_postgres``
 way: every term is a case-insensitive substring of the entry's visible text or
 of its incident's title, the ``WINDOW`` most recent matches are ranked, and a
 redacted entry is never returned.
+
+A search gives up after ``BUDGET`` seconds (SQLite: a progress handler
+interrupts the statement; PostgreSQL: ``statement_timeout`` for that query)
+and raises ``SearchTimeout``, a 503 ``search_timeout`` asking for a narrower
+search: one pathological query must not hold a reader for many seconds.
 """
 
 from __future__ import annotations
@@ -14,10 +19,26 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from ..errors import Unavailable
 from .pg_conn import dialect_of
 
 #: How many of the most recent matches are ranked (older ones are not returned).
 WINDOW = 1000
+#: Seconds one search may take before it is abandoned.
+BUDGET = 2.0
+
+
+class SearchTimeout(Unavailable):
+    """A search ran past ``BUDGET`` and was stopped."""
+
+    default_code = "search_timeout"
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"this search took longer than {BUDGET:g} s and was stopped; use longer or more"
+            " specific terms, or search one incident"
+        )
+        self.headers["Retry-After"] = "5"
 
 
 class Hit(NamedTuple):
@@ -57,7 +78,9 @@ def find(
 
     Every term must be a substring of the entry's text or its incident's title.
     """
-    hits: tuple[list[Hit], tuple[str, ...]] = _impl(conn).find(conn, terms, incident, limit)
+    impl = _impl(conn)
+    with impl.time_budget(conn, BUDGET):
+        hits: tuple[list[Hit], tuple[str, ...]] = impl.find(conn, terms, incident, limit)
     return hits
 
 

@@ -35,11 +35,15 @@ merge as FTS5 must.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+
 from .pg_conn import translate
-from .search import WINDOW, Hit
+from .search import WINDOW, Hit, SearchTimeout
 
 _RUN = re.compile(r"[^\W_]+")
 _PAIR_BASE = 0x110000  # above every code point
@@ -146,6 +150,18 @@ def statement(
         f" ORDER BY {_score(len(terms))} DESC, s.id DESC LIMIT :limit"
     )
     return sql, params
+
+
+@contextlib.contextmanager
+def time_budget(conn: Any, seconds: float) -> Iterator[None]:
+    """Cancel the statements run inside this block after ``seconds`` (one transaction)."""
+    try:
+        with conn.raw.transaction():
+            milliseconds = max(1, int(seconds * 1000))
+            conn.raw.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+            yield
+    except psycopg.errors.QueryCanceled:
+        raise SearchTimeout() from None
 
 
 def find(

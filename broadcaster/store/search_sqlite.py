@@ -21,11 +21,17 @@ the withheld text's postings are gone from the file as well.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .search import WINDOW, Hit
+from .search import WINDOW, Hit, SearchTimeout
+
+#: SQLite virtual-machine steps between two looks at the clock.
+_PROGRESS_STEPS = 1000
 
 MERGE_PAGES = 200
 _RUN = re.compile(r"[^\W_]+")
@@ -137,6 +143,21 @@ def plan_query(terms: list[str]) -> Plan | None:
     if not parts:
         return None
     return Plan("search_pairs", " AND ".join(parts), tuple(shown), tuple(recheck))
+
+
+@contextlib.contextmanager
+def time_budget(conn: sqlite3.Connection, seconds: float) -> Iterator[None]:
+    """Interrupt statements of ``conn`` run inside this block after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise SearchTimeout() from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def find(

@@ -44,6 +44,13 @@ def record_inbound(conn: Any, msgid: str, received_at: float, action: str) -> in
     return None if row is None else int(row[0])
 
 
+def inbound_seen(conn: Any, msgid: str) -> bool:
+    """Tell whether an inbound message with ``msgid`` was recorded already."""
+    return (
+        conn.execute("SELECT 1 FROM sms_inbound WHERE msgid = ?", (msgid,)).fetchone() is not None
+    )
+
+
 def forget_inbound(conn: Any, before: float) -> None:
     """Forget inbound messages received before ``before`` (unix time)."""
     conn.execute("DELETE FROM sms_inbound WHERE received_at < ?", (before,))

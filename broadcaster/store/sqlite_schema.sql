@@ -106,6 +106,22 @@ CREATE TABLE IF NOT EXISTS questions (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS questions_by_incident ON questions (incident, status, asked_at);
+-- who asked (source network) and what (fingerprint), kept only while a question is pending
+CREATE TABLE IF NOT EXISTS question_sources (
+    id TEXT PRIMARY KEY REFERENCES questions(id),
+    incident TEXT NOT NULL,
+    source TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    asks INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS question_sources_by_source ON question_sources (incident, source);
+CREATE INDEX IF NOT EXISTS question_sources_by_text ON question_sources (incident, fingerprint);
+-- questions set aside per incident (public figures): folded into another, or turned away
+CREATE TABLE IF NOT EXISTS question_intake (
+    incident TEXT PRIMARY KEY REFERENCES incidents(id),
+    folded INTEGER NOT NULL DEFAULT 0,
+    turned_away INTEGER NOT NULL DEFAULT 0
+);
 
 -- from broadcaster/search.py
 CREATE TABLE IF NOT EXISTS search_rows (

@@ -7,7 +7,11 @@ title; the incident's title is shortened like entry SMS titles are.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster.settings import Settings
@@ -74,17 +78,46 @@ def reply_text(settings: Settings, key: str, values: dict[str, Any]) -> str:
     return f"【{signature}】" + texts[key].format(**values)
 
 
+def sender_key(settings: Settings, number: str) -> str:
+    """Return the key a number's reply limit is kept under: a keyed hash, never the number.
+
+    The key may sit in Redis, shared by the nodes (they share the signing key).
+    """
+    secret = (settings.signing_key or "broadcaster-sms").encode()
+    return hmac.new(secret, number.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class RecentSenders:
-    """Count each number's recent messages in memory (kept off disk: numbers are personal)."""
+    """Count each number's recent messages in memory (a ``ratelimit.Limiter``).
 
-    def __init__(self) -> None:
-        self._seen: dict[str, list[float]] = {}
+    ``count(key)`` answers 0 while the number has sent at most ``RATE_COUNT``
+    messages within ``RATE_WINDOW`` seconds; on several nodes its Redis twin
+    (``ratelimit.shared_window``, ``limit`` = ``RATE_COUNT + 1``) keeps one
+    count for all of them.
+    """
 
-    def allow(self, number: str) -> bool:
-        moment = time.monotonic()
-        if len(self._seen) > 50_000:
-            self._seen = {k: v for k, v in self._seen.items() if v[-1] > moment - RATE_WINDOW}
-        recent = [t for t in self._seen.get(number, []) if t > moment - RATE_WINDOW]
-        recent.append(moment)
-        self._seen[number] = recent
-        return len(recent) <= RATE_COUNT
+    def __init__(self, max_keys: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = RATE_COUNT + 1  # the message that reaches ``limit`` is the first refused
+        self.window = RATE_WINDOW
+        self.max_keys = max_keys
+        self.clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+
+    async def check(self, key: str) -> float:
+        times = self._recent(key)
+        return times[0] + self.window - self.clock() if len(times) >= self.limit else 0.0
+
+    async def count(self, key: str) -> float:
+        times = self._recent(key)
+        times.append(self.clock())
+        self._seen[key] = times
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+        return await self.check(key)
+
+    def _recent(self, key: str) -> deque[float]:
+        times = self._seen.get(key) or deque(maxlen=self.limit)
+        while times and times[0] <= self.clock() - self.window:
+            times.popleft()
+        return times

@@ -11,9 +11,12 @@ unsubscribe, and no public surface shows them (the admin view masks them).
 
 ``/sms/inbound`` (Kannel's smsbox ``get-url``: ``from``, ``to``, ``text``,
 ``msgid``) and ``/sms/dlr`` authenticate the gateway by ``BROADCASTER_SMS_SECRET``
-(a ``secret`` query parameter or ``X-Broadcaster-Secret`` header) or, when no
-secret is set, by a loopback peer that did not come through a proxy; the
-signed JSON gateway signs its callbacks instead. Gateways retry, so inbound
+(a ``secret`` query parameter or ``X-Broadcaster-Secret`` header). Without a
+secret they fail closed: only a direct loopback peer is trusted, and only
+while no proxy is configured (``BROADCASTER_TRUSTED_PROXIES``) and the request
+carries no forwarding header (a proxy on the same host would otherwise make
+everyone look local); ``serve`` says at start which rule applies. The signed
+JSON gateway signs its callbacks instead. Gateways retry, so inbound
 messages are de-duplicated on ``msgid`` and reports are applied monotonically
 (``delivered`` is never downgraded; unknown ids answer 200 and change
 nothing). Replies are rate-limited per number (``replies.RecentSenders``);
@@ -23,7 +26,6 @@ an unsubscribe always takes effect.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import time
 from typing import Any
@@ -33,9 +35,10 @@ from aiohttp import web
 from broadcaster.api.common import incident_or_404, json_response
 from broadcaster.appkeys import DB, PUBLISHER, SETTINGS
 from broadcaster.auth import require
+from broadcaster.clientaddr import parse_address, proxied
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
-from broadcaster.ratelimit import shared_pacer
+from broadcaster.ratelimit import shared_pacer, shared_window
 from broadcaster.settings import Settings
 from broadcaster.store import areas as areas_store
 from broadcaster.store import outbox as outbox_store
@@ -48,7 +51,7 @@ from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, 
 from .kannel import parse_dlr
 from .message import fits_check
 from .numbers import mask, normalize
-from .replies import RecentSenders, reply_text
+from .replies import RecentSenders, reply_text, sender_key
 from .signed_json import DLR_STATUSES, SignedJsonGateway
 
 MAX_SUBSCRIBERS = 100_000
@@ -67,24 +70,22 @@ def enqueue_sms(conn: Any, incident: Any, entry: Entry) -> int:
     )
 
 
-RECENT = web.AppKey("sms_recent_senders", RecentSenders)
+RECENT = web.AppKey("sms_recent_senders", object)
 GATEWAY = web.AppKey("sms_gateway", object)
 
 
 def authenticate(request: web.Request) -> None:
     """Let only the gateway in: by the shared secret, or by a loopback peer with no proxy."""
-    secret = request.app[SETTINGS].sms_secret
+    settings = request.app[SETTINGS]
+    secret = settings.sms_secret
     given = request.query.get("secret") or request.headers.get("X-Broadcaster-Secret")
     if secret:
         if given and hmac.compare_digest(given.encode(), secret.encode()):
             return
         raise Unauthorized("the SMS gateway secret is missing or wrong", code="gateway_auth")
-    proxied = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
-    try:
-        loopback = ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback or proxied:
+    peer = parse_address(request.remote)
+    loopback = peer is not None and peer.is_loopback
+    if not loopback or settings.trusted_proxies or proxied(request):
         raise Unauthorized(
             "set BROADCASTER_SMS_SECRET to accept the gateway from this address",
             code="gateway_auth",
@@ -134,15 +135,18 @@ async def inbound(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise Unprocessable(str(exc), code="invalid_number", field="from") from None
     command = parse(text)
-    recent = request.app[RECENT]
     settings = request.app[SETTINGS]
+    db = request.app[DB]
+    if await db.read(lambda conn: store.inbound_seen(conn, msgid)):
+        return web.Response(text="", content_type="text/plain")  # the gateway sent it again
+    # Counted once per new message, in one count shared by every node.
+    allowed = await request.app[RECENT].count(sender_key(settings, number)) == 0
 
     def job(conn: Any) -> None:
         inbound_id = store.record_inbound(conn, msgid, time.time(), command.action)
         if inbound_id is None:
-            return  # the gateway sent this message again
+            return  # the same message, arriving twice at once
         store.forget_inbound(conn, time.time() - 7 * 86400)
-        allowed = recent.allow(number)  # counted here: a repeated msgid is not a new message
         if command.action != "unsubscribe" and not allowed:
             return
         reply = act(conn, command, number, settings)
@@ -151,7 +155,7 @@ async def inbound(request: web.Request) -> web.Response:
             # The inbound id is the target too: replies need not queue in line.
             outbox_store.enqueue(conn, CHANNEL, inbound_id, REPLY_EVENT, "", inbound_id, payload)
 
-    await request.app[DB].write(job)
+    await db.write(job)
     outbox_of(request.app).notify()
     return web.Response(text="", content_type="text/plain")
 
@@ -245,7 +249,7 @@ def setup(app: web.Application) -> None:
     outbox = outbox_of(app)
     gateway = gateway_from_url(settings.sms_gateway, settings) if settings.sms_gateway else None
     app[GATEWAY] = gateway
-    app[RECENT] = RecentSenders()
+    app[RECENT] = shared_window(app, "sms-replies", RecentSenders())
     # Refused before anything is stored, with or without a gateway: what an editor
     # posts for SMS must go out whole whenever one is configured.
     app[PUBLISHER].checks.append(fits_check(settings))
