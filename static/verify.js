@@ -123,7 +123,8 @@
   function all(base, after, acc) {
     return getJson(base + "/entries?limit=1000&after=" + after).then(function (page) {
       acc = acc.concat(page.entries);
-      return page.entries.length === 1000 ? all(base, acc[acc.length - 1].seq, acc) : acc;
+      var more = page.more || page.entries.length === 1000; // a page also stops at 2 MiB
+      return more && page.entries.length ? all(base, acc[acc.length - 1].seq, acc) : acc;
     });
   }
 
