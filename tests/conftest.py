@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from redis_server import RedisServer, running_redis
 from broadcaster.app import create_app
 from broadcaster.auth import TOKENS
 from broadcaster.settings import Settings
-from broadcaster.store.postgres import PgDatabase
+from broadcaster.store.migrations import migrate
+from broadcaster.store.pg_conn import PgConnection
 
 TIMEOUT = float(os.environ.get("BROADCASTER_TEST_TIMEOUT", "10"))
 BACKENDS = ("sqlite", "postgresql")
@@ -63,14 +65,22 @@ def verify_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One private redis-server (AOF, fsync always) for the whole session."""
+    """One private redis-server (AOF, fsync always) for the whole session.
+
+    Its process is managed from an event loop of its own in a thread: an async
+    test may be the first to ask for this fixture, from inside its running loop.
+    """
     loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="redis-session", daemon=True)
+    thread.start()
     started = running_redis(tmp_path_factory.mktemp("redis"))
-    server = loop.run_until_complete(started.__aenter__())
+    server = asyncio.run_coroutine_threadsafe(started.__aenter__(), loop).result()
     try:
         yield server
     finally:
-        loop.run_until_complete(started.__aexit__(None, None, None))
+        asyncio.run_coroutine_threadsafe(started.__aexit__(None, None, None), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
         loop.close()
 
 
@@ -90,13 +100,13 @@ def postgres_session() -> Iterator[PostgresServer]:
     """One private PostgreSQL cluster for the whole session, with a migrated template database."""
     with running_postgres(durable=False) as server:
         template = server.create_database()
-        loop = asyncio.new_event_loop()
+        # Synchronously: an async test may be the first to ask for this fixture,
+        # from inside its running event loop.
+        conn = PgConnection(psycopg.connect(template, autocommit=True))
         try:
-            db = PgDatabase(template)
-            loop.run_until_complete(db.open())
-            loop.run_until_complete(db.close())
+            migrate(conn)
         finally:
-            loop.close()
+            conn.close()
         with psycopg.connect(server.url(), autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE {template.rsplit('/', 1)[1]} RENAME TO {TEMPLATE}")
         yield server
