@@ -181,7 +181,8 @@ async def test_app_with_redis_url_publishes_on_redis_and_reports_readiness(
         ):
             ready = await client.get("/readyz")
             assert ready.status == 200
-            assert (await ready.json())["checks"] == {"store": True, "bus": True}
+            checks = (await ready.json())["checks"]
+            assert checks == {"store": True, "bus": True, "descriptors": True}
 
             editor = bearer(await make_token(client, "editor"))
             incident = await create_incident(client, editor)
@@ -196,7 +197,7 @@ async def test_app_with_redis_url_publishes_on_redis_and_reports_readiness(
                 response = await client.get("/readyz")
                 return response.status == 503 and (await response.json()) == {
                     "status": "degraded",
-                    "checks": {"store": True, "bus": False},
+                    "checks": {"store": True, "bus": False, "descriptors": True},
                 }
 
             await until(degraded, "/readyz to answer 503 degraded")
