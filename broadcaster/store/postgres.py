@@ -52,11 +52,11 @@ from psycopg import errors as pg_errors
 from ..errors import ConfigError, HTTPError, Unavailable
 from .migrations import migrate
 from .pg_conn import PgConnection
+from .sqlite import next_group
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[PgConnection], Any]
-MAX_GROUP = 256
 #: The advisory lock every write group holds until it commits (any constant will do).
 WRITE_LOCK = 0x42524F41  # "BROA"
 CONNECT_TIMEOUT = 5
@@ -146,21 +146,8 @@ class PgDatabase:
     def _write_loop(self) -> None:
         conn: PgConnection | None = None
         try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
+            while (taken := next_group(self._jobs)) is not None:
+                group, stop = taken
                 group = [(job, f) for job, f in group if f.set_running_or_notify_cancel()]
                 conn = self._run_group(conn, group)
                 if stop:

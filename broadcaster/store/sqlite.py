@@ -67,6 +67,29 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def next_group(
+    jobs: queue.SimpleQueue[tuple[Any, Future[Any]] | None],
+) -> tuple[list[tuple[Any, Future[Any]]], bool] | None:
+    """Wait for a job, then take every job already waiting (up to ``MAX_GROUP``).
+
+    Return the group and whether the stop marker (``None``) came after it, or
+    ``None`` when the marker came first. Both databases' writers use it.
+    """
+    first = jobs.get()
+    if first is None:
+        return None
+    group = [first]
+    while len(group) < MAX_GROUP:
+        try:
+            item = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return group, True
+        group.append(item)
+    return group, False
+
+
 class Database:
     """Own the SQLite file: schema, the writer thread and the reader pool."""
 
@@ -126,24 +149,10 @@ class Database:
         return job(conn)
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
-        run = self._run_group
         try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
-                run(conn, group)
+            while (taken := next_group(self._jobs)) is not None:
+                group, stop = taken
+                self._run_group(conn, group)
                 if stop:
                     return
         finally:
