@@ -177,6 +177,8 @@ class Broadcaster(Target):
             "BROADCASTER_DATA_DIR": data_dir,
             "PYTHONUNBUFFERED": "1",
             "BENCH_PAUSES": self.pauses_file,
+            # every viewer connects from 127.0.0.1: lift the per-client cap
+            "BROADCASTER_MAX_LIVE_PER_CLIENT": "1000000",
         }
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -202,7 +202,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.viewers * 2 + 1024), hard))
     os.environ["BROADCASTER_WEBHOOK_ALLOW"] = "127.0.0.1"
     data = Path(tempfile.mkdtemp(prefix="soak-")) / "data"
-    server = await asyncio.to_thread(ServeProcess(data).start, 60)
+    # Every viewer connects from 127.0.0.1: lift the per-client cap of live connections.
+    uncapped = {"BROADCASTER_MAX_LIVE_PER_CLIENT": "1000000"}
+    server = await asyncio.to_thread(ServeProcess(data, env=uncapped).start, 60)
     soak = Soak(args, server)
     endpoints = [Endpoint() for _ in range(args.webhooks)]
     followers: list[TimedFollower] = []
