@@ -266,6 +266,7 @@ def test_kannel_gateway_satisfies_protocol() -> None:
         (202, "3: Queued for later delivery", "queued"),
         (400, "Missing receiver number, rejected", "failed"),
         (403, "Not routable. Do not try again.", "failed"),
+        (403, "Authorization failed for sendsms", "retry"),
         (429, "slow down", "retry"),
         (500, "boom", "retry"),
         (503, "unavailable", "retry"),

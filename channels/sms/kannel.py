@@ -27,6 +27,11 @@ DLR_MASK = 31
 #: Our message ids travel inside dlr-url, so only characters that need no percent-encoding.
 _MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 _RETRY_4XX = frozenset({408, 429})
+#: smsbox answers 403 with this for a moment after a restart (seen in
+#: tests/faults/test_sms_gateway_kill.py) as well as for wrong credentials; a
+#: retry costs little, and a real credentials error still ends dead after the
+#: retry schedule, every attempt recorded.
+_AUTH_REFUSED = "Authorization failed"
 
 
 class KannelGateway:
@@ -124,7 +129,7 @@ def _map_answer(status: int, body: str) -> SendResult:
         if body.startswith("0:"):
             return SendResult("accepted", detail)
         return SendResult("queued", detail)
-    if status in _RETRY_4XX or 500 <= status < 600:
+    if status in _RETRY_4XX or 500 <= status < 600 or _AUTH_REFUSED in body:
         return SendResult("retry", detail)
     return SendResult("failed", detail)
 
