@@ -9,7 +9,6 @@ distinct clients and the node sees only nginx, exactly as in a deployment.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, make_token
-from serve_process import free_port
-from test_deploy_proxy import local_config, nginx_binary
+from test_deploy_proxy import running_proxy
 
 from broadcaster import auth
 from broadcaster.app import create_app
@@ -40,26 +38,8 @@ async def node(settings: Settings) -> AsyncIterator[TestClient]:
 @pytest.fixture
 def proxy(tmp_path: Path, node: TestClient) -> Iterator[str]:
     """nginx with the shipped configuration in front of the node; yields its base URL."""
-    binary = nginx_binary()
-    prefix = tmp_path / "nginx"
-    (prefix / "cache").mkdir(parents=True)
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    conf.write_text(local_config(prefix, port, [node.port]))  # type: ignore[list-item]
-    checked = subprocess.run(
-        [binary, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
+    with running_proxy(tmp_path, [node.port]) as base:  # type: ignore[list-item]
+        yield base
 
 
 def session_from(address: str) -> aiohttp.ClientSession:

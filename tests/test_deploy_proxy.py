@@ -8,6 +8,7 @@ address, the cache directory, and paths nginx must be able to write to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -90,12 +91,19 @@ async def two_nodes(
 @pytest.fixture
 def proxy(tmp_path: Path, two_nodes: list[TestClient]) -> Iterator[str]:
     """nginx with the example configuration, in front of the two nodes; yields its base URL."""
+    with running_proxy(tmp_path, [c.port for c in two_nodes]) as base:  # type: ignore[misc]
+        yield base
+
+
+@contextlib.contextmanager
+def running_proxy(tmp_path: Path, upstreams: list[int]) -> Iterator[str]:
+    """Run nginx with the shipped configuration in front of ``upstreams``; yield its base URL."""
     binary = nginx_binary()
     prefix = tmp_path / "nginx"
     (prefix / "cache").mkdir(parents=True)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(local_config(prefix, port, [c.port for c in two_nodes]))  # type: ignore[misc]
+    conf.write_text(local_config(prefix, port, upstreams))
     checked = subprocess.run(
         [binary, "-t", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True
     )
