@@ -1,4 +1,4 @@
-"""Tests for ``channels.hub``: ordering, gap filling, the slow-client rule, bus failures."""
+"""Tests for ``channels.live.hub``: ordering, gap filling, the slow-client rule, bus failures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from broadcaster.appkeys import BUS, METRICS, STORE
 from broadcaster.bus import MemoryBus
 from broadcaster.bus import Message as BusMessage
 from broadcaster.settings import Settings
-from channels.hub import HUB, RESUBSCRIBED, Message, Subscription
+from channels.live.hub import HUB, RESUBSCRIBED, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
 from tests.test_websocket import entry_seqs

@@ -18,8 +18,8 @@ from test_websocket import entry_seqs
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, STORE
 from broadcaster.cli import main
+from broadcaster.log.signing import b64url
 from broadcaster.settings import Settings
-from broadcaster.signing import b64url
 
 Nodes = list[TestClient]
 

@@ -17,7 +17,7 @@ from redis_server import POLL, TIMEOUT, RedisServer, running_redis
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS
 from broadcaster.bus import RESUBSCRIBED, Message
-from broadcaster.redis_bus import RedisBus
+from broadcaster.bus.redis_bus import RedisBus
 from broadcaster.settings import Settings
 
 

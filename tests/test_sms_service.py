@@ -21,14 +21,14 @@ from test_webhooks import eventually
 from webhook_receiver import Receiver
 
 import channels.sms.service
-from broadcaster import ratelimit
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
+from broadcaster.web import ratelimit
 from channels.sms.kannel import KannelGateway
 from channels.sms.signed_json import SignedJsonGateway
 from channels.sms.text import segments
-from channels.webhooks import sign
+from channels.webhooks.send import sign
 
 SECRET = "whsec_" + "c21zLWdhdGV3YXktdGVzdC1zZWNyZXQtMzI="
 PHONE = "+8613800000001"

@@ -1,7 +1,7 @@
 """Keep the search index: one interface, an implementation per dialect.
 
-``broadcaster.search`` (the hook, the endpoint, the purge) and
-``broadcaster.search_query`` (terms, snippets) call only these functions, in
+``broadcaster.search.service`` (the hook, the endpoint, the purge) and
+``broadcaster.search.query`` (terms, snippets) call only these functions, in
 their jobs; the SQL lives in ``search_sqlite`` (FTS5) and ``search_postgres``
 (pg_trgm plus a character-pair index). Both answer the same question the same
 way: every term is a case-insensitive substring of the entry's visible text or

@@ -1,4 +1,4 @@
-"""Search on SQLite: two FTS5 indexes over the same rows (see ``broadcaster.search``).
+"""Search on SQLite: two FTS5 indexes over the same rows (see ``broadcaster.search.service``).
 
 - ``search_text`` (trigram tokenizer) stores the entry's visible text and its
   incident's title. A query whose terms all have 3 or more characters is a

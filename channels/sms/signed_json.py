@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from ..webhooks import sign
+from ..webhooks.send import sign
 from .gateway import HttpSession, Outcome, SendResult
 from .numbers import E164_RE
 

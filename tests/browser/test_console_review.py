@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from tests.browser.conftest import LiveServer
 
 pytestmark = pytest.mark.browser

@@ -1,0 +1,2 @@
+"""What the press office is held to: timeliness, key figures, public questions, the audit
+log."""
