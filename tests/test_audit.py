@@ -1,4 +1,7 @@
-"""The audit log over HTTP: every write with who, when and from where (broadcaster.accountability.audit_api)."""
+"""The audit log over HTTP: every write with who, when and from where.
+
+Code: ``broadcaster.accountability.audit_api``.
+"""
 
 from __future__ import annotations
 

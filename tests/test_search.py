@@ -219,8 +219,9 @@ async def test_search_page(client: TestClient, editor: dict[str, str]) -> None:
 
 
 ACCOUNTABILITY_MODULES = {
-    "broadcaster.accountability.metrics_api", "broadcaster.accountability.figures_api", "broadcaster.accountability.questions",
-    "broadcaster.search.service", "channels.cap.serve", "channels.pages.search",
+    "broadcaster.accountability.metrics_api", "broadcaster.accountability.figures_api",
+    "broadcaster.accountability.questions", "broadcaster.search.service", "channels.cap.serve",
+    "channels.pages.search",
 }  # fmt: skip
 
 

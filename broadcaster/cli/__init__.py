@@ -315,7 +315,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"broadcaster: {exc}", file=sys.stderr)
             return 2
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

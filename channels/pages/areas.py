@@ -177,7 +177,7 @@ async def area_feed(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    """Add the area pages and feeds (after ``channels.feeds.serve`` and ``channels.pages.serve``)."""
+    """Add the area pages and feeds (after the feeds' and the pages' own ``setup``)."""
     fmt = "{fmt:atom|rss|json}"
     app.router.add_get("/areas", html_errors(areas_index))
     app.router.add_get("/areas/{code}", html_errors(area_page))

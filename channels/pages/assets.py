@@ -27,15 +27,16 @@ from aiohttp import web
 
 from broadcaster.web.middleware import CSP
 
-ROOT = Path(__file__).resolve().parent
+#: The ``channels`` package: installed, ``static/`` ships inside it (pyproject's package-dir).
+CHANNELS = Path(__file__).resolve().parent.parent
 YEAR = "public, max-age=31536000, immutable"
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def static_dir() -> Path:
     """Return the static folder: inside the package when installed, at the repo root otherwise."""
-    packaged = ROOT / "static"
-    return packaged if packaged.is_dir() else ROOT.parent / "static"
+    packaged = CHANNELS / "static"
+    return packaged if packaged.is_dir() else CHANNELS.parent / "static"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import functools
 import gzip
 import hashlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -32,7 +33,7 @@ from broadcaster.timeline.markdown import plain
 from broadcaster.timeline.model import Entry
 
 from .. import i18n
-from .assets import ASSETS, ROOT, accepts_gzip, setup_static
+from .assets import ASSETS, accepts_gzip, setup_static
 from .view import Ctx, blog_posting_ld, entry_view, incident_path, incident_view, json_ld, utc_now
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -306,7 +307,7 @@ def setup(app: web.Application) -> None:
 
     setup_static(app)
     app[TEMPLATES] = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ROOT / "templates"),
+        loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
