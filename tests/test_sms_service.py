@@ -418,7 +418,7 @@ async def test_with_a_trusted_proxy_callbacks_need_the_secret(
 
 async def test_serve_says_whom_sms_callbacks_are_taken_from(settings: Settings) -> None:
     """The start-up notice names the rule in force for SMS callbacks."""
-    from broadcaster.cli import trust_notice
+    from broadcaster.cli.serve import trust_notice
 
     assert "only from a loopback peer" in trust_notice(settings)
     assert "REFUSED" in trust_notice(settings.with_(trusted_proxies=("10.0.0.1/32",)))

@@ -1,4 +1,4 @@
-"""Let admins list bearer tokens and revoke them, over HTTP and from the command line.
+"""Let admins list bearer tokens and revoke them over HTTP (the shell: ``broadcaster.cli.tokens``).
 
 ``GET /api/tokens`` (admin) lists every token with its owner, role and dates,
 never a secret (only hashes are stored, and not even those are shown).
@@ -13,7 +13,6 @@ administration; ``broadcaster token revoke ID`` on the server can, since
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,6 @@ from ..appkeys import DB
 from ..clock import now_ts
 from ..errors import Conflict, NotFound
 from ..store import tokens as tokens_store
-from ..store.contract import JobDatabase as Database
 from ..store.timeline import audit_row
 from ..timeline.model import Actor
 from .tokens import require
@@ -88,34 +86,3 @@ async def delete_token(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/tokens", get_tokens)
     app.router.add_delete("/api/tokens/{token}", delete_token)
-
-
-# -- command line: ``broadcaster token revoke ID`` and ``broadcaster token list`` ------------
-
-
-def revoke_offline(db: Database, token_id: int) -> dict[str, Any]:
-    """Revoke ``token_id`` from the server's shell (no HTTP, no last-admin guard)."""
-
-    async def run() -> dict[str, Any]:
-        await db.open()
-        try:
-            return await db.write(
-                lambda conn: revoke_token(conn, token_id, None, "cli", keep_last_admin=False)
-            )
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
-
-
-def list_offline(db: Database) -> list[dict[str, Any]]:
-    """List tokens from the server's shell."""
-
-    async def run() -> list[dict[str, Any]]:
-        await db.open()
-        try:
-            return await db.read(list_tokens)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())

@@ -27,12 +27,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..clock import now_ts
 from ..log import records
-from ..log.signing import Signer, b64url
+from ..log.signing import Signer, b64url, unb64url
 from ..log.site import vkey_of
 from ..settings import Settings
 from ..store import database_for
 from ..store import log as log_store
 from ..store.timeline import latest_key_id
+from .args import settings_from
 
 
 def rotate(settings: Settings, old: Signer, new: Signer) -> int:
@@ -59,8 +60,6 @@ def rotate(settings: Settings, old: Signer, new: Signer) -> int:
 
 
 def _write_key(path: Path, signer: Signer) -> None:
-    from ..log.signing import unb64url
-
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(unb64url(signer.seed()))
@@ -69,9 +68,7 @@ def _write_key(path: Path, signer: Signer) -> None:
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    from . import _settings
-
-    settings = _settings(args)
+    settings = settings_from(args)
     old = Signer.load(settings.data_dir, settings.signing_key)
     new = Signer(Ed25519PrivateKey.generate())
     pending = settings.data_dir / "signing.key.new"

@@ -27,6 +27,7 @@ from ..log.verify_timeline import check_timeline
 from ..settings import Settings
 from ..store import copy, database_path
 from ..store.postgres import PgDatabase
+from .args import settings_from
 
 
 class Refused(BroadcasterError):
@@ -79,9 +80,7 @@ async def migrate(settings: Settings, url: str) -> dict[str, int]:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from . import _settings
-
-    settings = _settings(args)
+    settings = settings_from(args)
     if not args.to.startswith(("postgresql://", "postgres://")):
         print("broadcaster: --to must be a postgresql:// URL", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .args import settings_from
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("worker", help="run the delivery worker only (SMS, webhooks)")
@@ -32,9 +34,7 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from ..app import create_app
-    from . import _settings
-
-    settings = _settings(args).with_(worker=True)
+    settings = settings_from(args).with_(worker=True)
     app = create_app(settings)
     print(f"Broadcaster delivery worker (data in {settings.data_dir})", flush=True)
     asyncio.run(run(app))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import now_ts
+from ..files import write_atomically
 from . import records
 from .checkpoint import Checkpoint, parse_checkpoint
 from .cosignature import CosignatureVerifier
@@ -346,7 +347,5 @@ class State:
         self.logs[checkpoint.origin] = {"checkpoint": text, "key_id": key_id, "seen_at": now_ts()}
 
     def save(self) -> None:
-        from .archive import write_atomically
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self.path, json.dumps({"logs": self.logs}, indent=1) + "\n")
