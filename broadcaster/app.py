@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from . import areas as areas_api
-from .accountability import audit_api, figures_api, metrics_api, questions
+from .accountability import audit_api, figures_api, metrics_api, promises, questions
 from .api import entries, incidents, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
 from .auth import tokens_api
@@ -66,8 +66,8 @@ def create_app(
     app[PUBLISHER] = Publisher(store, bus, metrics)
     app.cleanup_ctx.append(_open_parts)
     setup_live_caps(app, settings.max_live_per_client, settings.max_live)
-    core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
-    for module in (*core, sitelog, review, redaction, drafts, audit_api, areas_api):
+    core = (incidents, entries, ops, figures_api, questions, metrics_api, promises, search)
+    for module in (*core, tokens_api, sitelog, review, redaction, drafts, audit_api, areas_api):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from broadcaster.accountability.metrics_api import refresh_overdue
+from broadcaster.accountability.promises import refresh_overdue
 from broadcaster.accountability.timeliness import timeliness
 from broadcaster.clock import format_ts, now, parse_ts
 from tests.conftest import create_incident, post_entry
