@@ -41,7 +41,7 @@ from ..feeds.serve import (
     within_bytes,
 )
 from .assets import ASSETS
-from .serve import PageError, context, feed_links, html_errors, incident_rows, render_page
+from .render import PageError, context, feed_links, html_errors, incident_rows, render_page
 from .view import Ctx, incident_path, json_ld
 
 LATEST = 20

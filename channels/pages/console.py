@@ -30,7 +30,7 @@ from broadcaster.web.jsonbody import read_object
 from .. import i18n
 from ..sms.message import entry_message, measure
 from .assets import ASSETS
-from .serve import context, render_page
+from .render import context, render_page
 
 PREVIEW_FIELDS = (
     Field("body", "text", required=True, nullable=False, max_len=20_000),

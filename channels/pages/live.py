@@ -28,7 +28,7 @@ from .. import i18n
 from ..feeds.render import html_to_text
 from .areas import area_links
 from .assets import ASSETS
-from .serve import PageError, context, feed_links, query_seq, render_page, site_alert
+from .render import PageError, context, feed_links, query_seq, render_page, site_alert
 from .view import Ctx, entry_view, figures_view, incident_path, incident_view, json_ld, live_blog_ld
 
 PAGE = 30

@@ -24,7 +24,7 @@ from broadcaster.search.query import DEFAULT_LIMIT, clean_query, run_search
 from broadcaster.search.service import MAX_QUERY
 
 from .. import i18n
-from .serve import PageError, context, html_errors, render_page
+from .render import PageError, context, html_errors, render_page
 from .view import incident_path
 
 STRINGS: dict[str, dict[str, str]] = {
