@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .search import WINDOW, Hit, SearchTimeout
+from .search_common import WINDOW, Hit, SearchTimeout
 
 #: SQLite virtual-machine steps between two looks at the clock.
 _PROGRESS_STEPS = 1000
