@@ -136,7 +136,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_pairs
     USING fts5(title, text, content='', tokenize='unicode61 remove_diacritics 0');
 CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
--- from broadcaster/accountability/metrics_api.py
+-- from broadcaster/accountability/promises.py
 CREATE TABLE IF NOT EXISTS interval_changes (
     incident TEXT NOT NULL,
     seq INTEGER NOT NULL,
