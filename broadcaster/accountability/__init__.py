@@ -1,2 +1,1 @@
-"""What the press office is held to: timeliness, key figures, public questions, the audit
-log."""
+"""What the press office is held to: timeliness, key figures, questions, the audit log."""

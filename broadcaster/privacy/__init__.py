@@ -1,2 +1,1 @@
-"""Personal data: detect it before publication, make the editor review it, redact it
-afterwards."""
+"""Personal data: detect it before publication, have the editor review it, redact it later."""

@@ -1,2 +1,1 @@
-"""HTTP plumbing shared by every handler: errors and headers, strict JSON bodies, client
-addresses, rate limits, live-connection caps."""
+"""HTTP plumbing: JSON errors, strict bodies, client addresses, rate limits, live caps."""
