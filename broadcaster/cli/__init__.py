@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from ..errors import BroadcasterError
 from . import export, follow, keys, migrate, serve, tokens, verify, witness, worker
 
 #: The subcommands, in the order ``--help`` lists them.
@@ -30,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except Exception as exc:  # configuration errors and the like: one clear line
-        from ..errors import BroadcasterError
-
         if isinstance(exc, BroadcasterError):
             print(f"broadcaster: {exc}", file=sys.stderr)
             return 2
