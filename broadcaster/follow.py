@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import re
 import sys
 import unicodedata
@@ -28,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
+from .backoff import Backoff
 from .clock import parse_ts
 
 MAX_FRAME = 4 * 1024 * 1024
@@ -70,11 +70,6 @@ def format_entry(entry: dict[str, Any]) -> str:
     return f"#{entry.get('seq')}  {when}  {entry.get('kind')}  {department}  {text}"
 
 
-def backoff(attempt: int, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> float:
-    """Return a delay for reconnect ``attempt`` (0-based): full jitter under a doubling cap."""
-    return random.uniform(0, min(cap, first * 2 ** min(attempt, 30)))
-
-
 async def follow(
     base_url: str,
     incident_id: str,
@@ -87,7 +82,7 @@ async def follow(
 ) -> None:
     """Print entries of ``incident_id`` forever, reconnecting as needed; raise ``CannotFollow``."""
     last = after
-    attempt = 0
+    backoff = Backoff(first_delay, MAX_DELAY, jitter=1.0)
     greeted = False
     while True:
         url = ws_url(base_url, incident_id, last)
@@ -96,7 +91,7 @@ async def follow(
                 async for raw in ws:
                     frame = json.loads(raw)
                     if frame.get("type") == "hello":
-                        attempt = 0
+                        backoff.succeeded()
                         if not greeted:
                             title = plain_text(str(frame["incident"].get("title", "")))
                             print(f"== {title} ({incident_id}), live", file=out, flush=True)
@@ -120,8 +115,7 @@ async def follow(
             raise CannotFollow(str(exc)) from None
         except (OSError, TimeoutError, WebSocketException, ValueError, KeyError, TypeError) as exc:
             reason = f"connection lost: {exc or type(exc).__name__}"
-        delay = backoff(attempt, first_delay)
-        attempt += 1
+        delay = backoff.failed()
         print(f"-- {reason}; reconnecting in {delay:.1f} s", file=err, flush=True)
         await sleep(delay)
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,6 +36,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from .backoff import Backoff
 from .bus import RESUBSCRIBED, LocalListeners
 
 log = logging.getLogger(__name__)
@@ -144,21 +144,20 @@ class RedisBus(LocalListeners):
                 raise
 
     async def _read_forever(self) -> None:
-        delay = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX, jitter=0.5)
         while not self._closing:
             try:
                 await self._read_subscription()
             except Exception as exc:  # whatever broke, the cure is a fresh subscription
                 if self._live.is_set():
                     log.warning("Redis bus subscription lost (%s); reconnecting", exc)
-                    delay = BACKOFF_MIN
+                    backoff.succeeded()
                 else:
-                    log.debug("Redis bus cannot subscribe (%s); retry in %.2f s", exc, delay)
+                    log.debug("Redis bus cannot subscribe (%s); retrying", exc)
             self._live.clear()
             if self._closing:
                 return
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.failed())
 
     async def _read_subscription(self) -> None:
         pubsub: PubSub = self._client.pubsub()
