@@ -37,7 +37,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .backoff import Backoff
-from .bus import RESUBSCRIBED, LocalListeners
+from .bus import LocalListeners
+from .bus_message import Resubscribed, encode
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +127,21 @@ class RedisBus(LocalListeners):
         except Exception:  # any failure means "not ready"; readyz shows it
             return False
 
-    async def publish(self, topic: str, message: str) -> None:
-        """Publish ``message``; raise the client's error when Redis cannot take it.
+    async def publish(self, topic: str, text: str) -> None:
+        """Publish ``text``; raise the client's error when Redis cannot take it.
 
         While this node is not subscribed (Redis down), the message goes to this
         node's listeners directly, so its own viewers stay sub-second; other
         nodes' viewers get it from the store (``channels.catchup``).
         """
         if not self._live.is_set():
-            self.deliver_locally(topic, message)
+            self.deliver_locally(topic, text)
             raise ConnectionError("the Redis bus is not connected; delivered on this node only")
         async with self._publishing:
             try:
-                await self._client.publish(self.prefix + topic, message)
+                await self._client.publish(self.prefix + topic, text)
             except Exception:
-                self.deliver_locally(topic, message)
+                self.deliver_locally(topic, text)
                 raise
 
     async def _read_forever(self) -> None:
@@ -188,7 +189,7 @@ class RedisBus(LocalListeners):
             self._live.set()
             if self._subscribed_before:  # messages may have been lost meanwhile
                 log.info("Redis bus subscribed again; live clients resync")
-                self.deliver_locally(RESUBSCRIBED, "")
+                self.deliver_locally(*encode(Resubscribed()))
             self._subscribed_before = True
         elif kind == "pmessage":
             try:
