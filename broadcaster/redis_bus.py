@@ -39,6 +39,7 @@ from redis.backoff import NoBackoff
 from .backoff import Backoff
 from .bus import LocalListeners
 from .bus_message import Resubscribed, encode
+from .text import decode_bytes
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +194,9 @@ class RedisBus(LocalListeners):
             self._subscribed_before = True
         elif kind == "pmessage":
             try:
-                channel, data = _text(message["channel"]), _text(message["data"])
+                channel = decode_bytes(message["channel"], errors="strict")
+                data = decode_bytes(message["data"], errors="strict")
             except UnicodeDecodeError:  # not ours: our publishers only send UTF-8
                 log.warning("Redis bus skipped a message that is not UTF-8")
                 return
             self.deliver_locally(channel[len(self.prefix) :], data)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
