@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -47,12 +46,16 @@ from aiohttp import web
 from broadcaster.appkeys import BUS, METRICS, SETTINGS, STORE
 from broadcaster.background import background
 from broadcaster.bus import Bus, listen_forever
-from broadcaster.bus_message import BusMessage, EntryMessage, Resubscribed, entry_json
+from broadcaster.bus_message import (
+    BusMessage,
+    EntryMessage,
+    Resubscribed,
+    entry_frame,
+    entry_json,
+)
 from broadcaster.metrics import Metrics
 from broadcaster.model import Entry
 from broadcaster.store.contract import Store
-
-log = logging.getLogger(__name__)
 
 #: Entries read from the store per backlog page.
 PAGE = 200
@@ -85,7 +88,7 @@ class Message:
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Message:
-        return cls.from_bus(EntryMessage.of(entry))
+        return cls(entry.incident, entry.seq, entry_frame(entry), 0.0)
 
     @classmethod
     def from_bus(cls, message: EntryMessage) -> Message:
