@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import BroadcasterError
+from ..text import decode_bytes
 from . import tiles
 from .checkpoint import parse_checkpoint
 from .note import NoteError, parse_note
@@ -48,7 +49,7 @@ async def _get_bytes(session: aiohttp.ClientSession, url: str) -> bytes:
 
 async def fetch_log(session: aiohttp.ClientSession, base: str) -> tuple[str, list[bytes]]:
     """Return the log's checkpoint (as served, with cosignatures) and every leaf it covers."""
-    text = (await _get_bytes(session, f"{base}/log/checkpoint")).decode("utf-8", "replace")
+    text = decode_bytes(await _get_bytes(session, f"{base}/log/checkpoint"))
     try:
         size = parse_checkpoint(parse_note(text).text).size
     except NoteError as exc:

@@ -21,11 +21,11 @@ from broadcaster.errors import HTTPError
 from broadcaster.store import areas as areas_store
 from broadcaster.store import pages as pages_data
 from broadcaster.store import questions as questions_store
+from broadcaster.text import html_to_text
 from broadcaster.timeline.markdown import plain, render
 from broadcaster.timeline.model import STATE_FIELDS
 
 from .. import i18n
-from ..feeds.render import html_to_text
 from .areas import area_links
 from .assets import ASSETS
 from .render import PageError, context, feed_links, query_seq, render_page, site_alert

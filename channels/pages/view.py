@@ -21,12 +21,12 @@ from markupsafe import Markup
 from broadcaster.accountability.figures import CUMULATIVE, VOCABULARY
 from broadcaster.clock import parse_ts
 from broadcaster.store.pages import Facts
+from broadcaster.text import html_to_text
 from broadcaster.timeline.markdown import render
 from broadcaster.timeline.model import Entry
 from broadcaster.timeline.rules import redaction_notice
 
 from .. import i18n
-from ..feeds.render import html_to_text
 from .chart import sparkline
 
 _NOW_DO = ("现在应做", "公众应做", "What to do")
