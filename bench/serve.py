@@ -7,6 +7,9 @@ Variants of how a live frame reaches a WebSocket client:
 - ``task``: the textbook design, for comparison: a bounded ``asyncio.Queue``
   per client filled with ``put_nowait`` and one writer task per client that
   awaits ``ws.send_str``. Same slow-client rule (queue full means 4008).
+- ``freeze-once``: the shipped live path, but the garbage collector as it was
+  before ``broadcaster.gc_pauses``: ``gc.freeze()`` once at start, survivors
+  of full collections never frozen.
 
 With ``BENCH_PAUSES=FILE`` in the environment, the server also records its
 pauses and writes them to ``FILE`` as JSON when it stops: every garbage
@@ -40,6 +43,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from broadcaster import app as app_module  # noqa: E402
 from broadcaster import cli  # noqa: E402
+from broadcaster.cli import serve as serve_command  # noqa: E402
 from channels.live import websocket  # noqa: E402
 from channels.live.hub import Message  # noqa: E402
 
@@ -70,6 +74,13 @@ class TaskSubscription(websocket.WebSocketSubscription):
     def close(self) -> None:
         super().close()
         self.writer.cancel()
+
+
+class FreezeOnce:
+    """Stand-in for ``gc_pauses.FrozenSurvivors``: freeze what exists at start, nothing after."""
+
+    def install(self) -> None:
+        gc.freeze()
 
 
 TICK = 0.005
@@ -128,6 +139,8 @@ if __name__ == "__main__":
     variant, *rest = sys.argv[1:]
     if variant == "task":
         websocket.WebSocketSubscription = TaskSubscription  # type: ignore[misc]
+    elif variant == "freeze-once":
+        serve_command.FrozenSurvivors = FreezeOnce  # type: ignore[assignment,misc]
     elif variant != "direct":
         raise SystemExit(f"unknown variant {variant!r}")
     sys.exit(cli.main(["serve", *rest]))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from ..gc_pauses import FrozenSurvivors
 from ..settings import Settings
 from .args import settings_from
 
@@ -90,10 +90,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     descriptors = app[DESCRIPTORS]
     for handler in logging.getLogger().handlers:  # running out of descriptors logs once a while
         handler.addFilter(descriptors.filter)
-    # What exists at start (modules, templates, the app) is never garbage:
-    # frozen, full collections skip it, which shortens their pauses under
-    # thousands of live connections.
-    gc.freeze()
+    # What exists at start (modules, templates, the app) is never garbage, and
+    # the survivors of each full collection are frozen too: full collections
+    # then walk only what is new (see gc_pauses).
+    FrozenSurvivors().install()
     web.run_app(
         app,
         host=settings.host,
