@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from broadcaster.gc_pauses import RECLAIM_FACTOR, FrozenSurvivors
+from broadcaster.gc_pauses import RECLAIM_FACTOR, RECLAIM_INTERVAL, FrozenSurvivors
 
 
 class Node:
@@ -37,7 +37,7 @@ def test_a_full_collection_freezes_its_survivors(frozen: FrozenSurvivors) -> Non
     assert not any(o is kept[0] for o in gc.get_objects(generation=2))
 
 
-def test_frozen_cyclic_garbage_is_reclaimed_once_the_heap_doubles(
+def test_frozen_cyclic_garbage_is_reclaimed_once_the_heap_doubles_after_the_interval(
     frozen: FrozenSurvivors,
 ) -> None:
     node = Node()
@@ -50,7 +50,10 @@ def test_frozen_cyclic_garbage_is_reclaimed_once_the_heap_doubles(
     assert frozen.complete_passes == 0
 
     grown = [[n] for n in range(int(frozen.baseline * RECLAIM_FACTOR))]
-    gc.collect()  # frozen objects more than doubled: everything unfrozen
+    gc.collect()
+    assert frozen.complete_passes == 0 and alive() is not None  # the interval has not passed
+    frozen.last_complete -= RECLAIM_INTERVAL
+    gc.collect()  # frozen objects more than doubled, the interval passed: everything unfrozen
     gc.collect()  # a complete pass
     assert alive() is None
     assert frozen.complete_passes == 1
@@ -59,6 +62,7 @@ def test_frozen_cyclic_garbage_is_reclaimed_once_the_heap_doubles(
 
 
 def test_no_complete_pass_while_the_heap_stays_the_same(frozen: FrozenSurvivors) -> None:
+    frozen.last_complete -= RECLAIM_INTERVAL
     for _ in range(20):
         temporary = [[n] for n in range(10_000)]
         gc.collect()

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import socket
 import struct
+import sys
+import weakref
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
 import channels.live.hub
 from broadcaster.app import create_app
 from broadcaster.appkeys import METRICS, STORE
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
-from channels.live.websocket import HEARTBEAT
+from channels.live.hub import HUB
+from channels.live.websocket import HEARTBEAT, WebSocketSubscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def burst(
@@ -358,3 +366,52 @@ async def test_pings_reap_silent_clients_and_spare_answering_ones(quick_ping_cli
         assert (await frames.get())["entry"]["seq"] == 1
     reader.cancel()
     await answering.close()
+
+
+async def test_closed_clients_are_freed_without_the_cycle_collector(settings, tmp_path):
+    """Connections their clients closed leave no reference cycle behind.
+
+    Full collections skip frozen objects (``broadcaster.gc_pauses``), so a cycle
+    left by each closed connection would stay in memory until a complete pass.
+    Many close at once (the benchmark's client, in a process of its own, as
+    when a cell drops): aiohttp then keeps an error and its traceback for all
+    but the first, unless the server lets go of them. Served as ``serve``
+    does (an ``AppRunner``), where that happens.
+    """
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    gc.collect()
+    gc.disable()
+    try:
+        _, token = await app[TOKENS].create("admin", "应急管理局", "admin")
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+            body = {"title": "崂山区沙子口街道山洪", "severity": "severe"}
+            async with session.post("/api/incidents", json=body, headers=bearer(token)) as response:
+                incident = await response.json()
+        viewers = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.wsclient", "127.0.0.1", str(port),
+            f"/ws/incidents/{incident['id']}", "20", str(tmp_path / "results"),
+            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert viewers.stdin is not None and viewers.stdout is not None
+        assert await viewers.stdout.readline() == b"connected 20 0\n"
+        freed = []
+        for subscription in app[HUB].all():
+            assert isinstance(subscription, WebSocketSubscription)
+            freed.append(asyncio.Event())
+            weakref.finalize(subscription.ws, freed[-1].set)
+        del subscription
+        assert len(freed) == 20
+        viewers.stdin.write(b"stop\n")  # they all close
+        assert await viewers.stdout.readline() == b"done\n"
+        await viewers.wait()
+        async with asyncio.timeout(TIMEOUT):
+            for event in freed:
+                await event.wait()
+    finally:
+        gc.enable()
+        await runner.cleanup()
