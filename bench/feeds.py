@@ -22,6 +22,7 @@ box; the ratio is what the target (at least half of nginx) is about.
 Usage::
 
     .venv/bin/python bench/feeds.py [--seconds 10] [--connections 64] [--threads 1]
+        [--nginx-conf FILE]  # the proxy's feed location from FILE, to try a change
 """
 
 from __future__ import annotations
@@ -100,9 +101,9 @@ http {{
 FEED_LOCATION = re.compile(r"^ *location ~ \^/\(incidents.*?feed.*?^ *}$", re.M | re.S)
 
 
-def deploy_feed_location() -> str:
-    """Return the feed ``location`` block of ``deploy/nginx.conf``, as shipped."""
-    text = (ROOT / "deploy" / "nginx.conf").read_text()
+def deploy_feed_location(conf: Path = ROOT / "deploy" / "nginx.conf") -> str:
+    """Return the feed ``location`` block of ``conf`` (``deploy/nginx.conf``, as shipped)."""
+    text = conf.read_text()
     found = FEED_LOCATION.search(text)
     if found is None:
         raise RuntimeError("deploy/nginx.conf has no feed location")
@@ -192,6 +193,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--entries", type=int, default=30)
+    parser.add_argument(
+        "--nginx-conf",
+        type=Path,
+        default=ROOT / "deploy" / "nginx.conf",
+        help="take the proxy's feed location from this file (to compare a change)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "/usr/sbin/nginx"):
         if not shutil.which(tool):
@@ -219,7 +226,10 @@ def main() -> int:
         nginx = start_nginx(workdir, "nginx", NGINX.format(prefix=workdir, port=nginx_port))
         nginx_url = f"http://127.0.0.1:{nginx_port}/feed.atom"
         proxy_conf = PROXY.format(
-            prefix=workdir, port=proxy_port, upstream=ours_port, location=deploy_feed_location()
+            prefix=workdir,
+            port=proxy_port,
+            upstream=ours_port,
+            location=deploy_feed_location(args.nginx_conf),
         )
         proxy = start_nginx(workdir, "proxy", proxy_conf)
         proxy_url = f"http://127.0.0.1:{proxy_port}/incidents/{incident['id']}/feed.atom"
@@ -246,6 +256,7 @@ def main() -> int:
             "proxy_ratio_304": ratio("proxy", "304"),
             "proxy_x_cache": hit,
             "proxy_staleness_max_s": round(stale, 2),
+            "proxy_conf": str(args.nginx_conf),
             "wrk": f"-t{args.threads} -c{args.connections} -d{args.seconds}s",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
