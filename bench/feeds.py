@@ -22,7 +22,7 @@ box; the ratio is what the target (at least half of nginx) is about.
 Usage::
 
     .venv/bin/python bench/feeds.py [--seconds 10] [--connections 64] [--threads 1]
-        [--nginx-conf FILE]  # the proxy's feed location from FILE, to try a change
+        [--rounds 1] [--nginx-conf FILE ...]  # a proxy per FILE's feed location
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,8 +197,12 @@ def main() -> int:
     parser.add_argument(
         "--nginx-conf",
         type=Path,
-        default=ROOT / "deploy" / "nginx.conf",
-        help="take the proxy's feed location from this file (to compare a change)",
+        action="append",
+        help="a proxy with the feed location of this file; repeat to compare changes in one"
+        " run (default: deploy/nginx.conf)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every server this often, alternating"
     )
     args = parser.parse_args()
     for tool in ("wrk", "/usr/sbin/nginx"):
@@ -206,10 +211,11 @@ def main() -> int:
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-feeds-"))
     workdir.chmod(0o755)  # nginx's worker drops root and must read www/
-    ours_port, nginx_port, proxy_port = free_port(), free_port(), free_port()
+    ours_port, nginx_port = free_port(), free_port()
     base = f"http://127.0.0.1:{ours_port}"
     server, token = start_server(workdir / "data", ours_port, pin(SERVER_CPU))
-    nginx = proxy = None
+    nginx = None
+    proxies: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(base + "/healthz")
         incident = call(
@@ -225,27 +231,52 @@ def main() -> int:
         (workdir / "www" / "feed.atom").write_bytes(feed)
         nginx = start_nginx(workdir, "nginx", NGINX.format(prefix=workdir, port=nginx_port))
         nginx_url = f"http://127.0.0.1:{nginx_port}/feed.atom"
-        proxy_conf = PROXY.format(
-            prefix=workdir,
-            port=proxy_port,
-            upstream=ours_port,
-            location=deploy_feed_location(args.nginx_conf),
-        )
-        proxy = start_nginx(workdir, "proxy", proxy_conf)
-        proxy_url = f"http://127.0.0.1:{proxy_port}/incidents/{incident['id']}/feed.atom"
+        confs = args.nginx_conf or [ROOT / "deploy" / "nginx.conf"]
+        proxy_urls = {}
+        for index, conf in enumerate(confs):
+            name = "proxy" if index == 0 else f"proxy:{conf.stem}"
+            prefix = workdir / f"proxy{index}"
+            prefix.mkdir()
+            port = free_port()
+            text = PROXY.format(
+                prefix=prefix, port=port, upstream=ours_port, location=deploy_feed_location(conf)
+            )
+            proxies.append(start_nginx(prefix, "proxy", text))
+            proxy_urls[name] = f"http://127.0.0.1:{port}/incidents/{incident['id']}/feed.atom"
+        proxy_url = proxy_urls["proxy"]
         wait_for(nginx_url)
-        wait_for(proxy_url)
-        results = {}
-        cases = (("broadcaster", feed_url), ("proxy", proxy_url), ("nginx", nginx_url))
-        for name, url in cases:
+        for url in proxy_urls.values():
+            wait_for(url)
+        cases = [("broadcaster", feed_url), *proxy_urls.items(), ("nginx", nginx_url)]
+        for _, url in cases:
             wrk(url, argparse.Namespace(**{**vars(args), "seconds": 2}))  # warm-up
-            results[name] = {"200": wrk(url, args), "304": wrk(url, args, etag_of(url))}
+        # Every server once per round, so that a change in the machine's load
+        # between two measurements weighs on each alike; medians are reported.
+        rounds: list[dict[str, dict[str, float]]] = []
+        for _ in range(args.rounds):
+            rounds.append(
+                {
+                    name: {"200": wrk(url, args), "304": wrk(url, args, etag_of(url))}
+                    for name, url in cases
+                }
+            )
+        results = {
+            name: {
+                kind: statistics.median(r[name][kind] for r in rounds) for kind in ("200", "304")
+            }
+            for name, _ in cases
+        }
         cache_status(proxy_url)
         hit = cache_status(proxy_url)  # the second of two requests in a row: a cache HIT
         stale = max(staleness(base, token, str(incident["id"]), proxy_url) for _ in range(5))
 
         def ratio(name: str, kind: str) -> float:
             return round(results[name][kind] / results["nginx"][kind], 3)
+
+        def spread(name: str, kind: str) -> list[float]:
+            """Return the min, median and max of the per-round ratio to nginx."""
+            found = sorted(r[name][kind] / r["nginx"][kind] for r in rounds)
+            return [round(x, 3) for x in (found[0], statistics.median(found), found[-1])]
 
         report = {
             "feed_bytes": len(feed),
@@ -254,9 +285,16 @@ def main() -> int:
             "ratio_304": ratio("broadcaster", "304"),
             "proxy_ratio_200": ratio("proxy", "200"),
             "proxy_ratio_304": ratio("proxy", "304"),
+            "per_round_ratio_min_median_max": {
+                name: {kind: spread(name, kind) for kind in ("200", "304")}
+                for name, _ in cases
+                if name != "nginx"
+            },
+            "rounds": args.rounds,
+            "loadavg": os.getloadavg()[0],
             "proxy_x_cache": hit,
             "proxy_staleness_max_s": round(stale, 2),
-            "proxy_conf": str(args.nginx_conf),
+            "proxy_confs": {name: str(conf) for name, conf in zip(proxy_urls, confs, strict=True)},
             "wrk": f"-t{args.threads} -c{args.connections} -d{args.seconds}s",
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -266,7 +304,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(10)
-        for process in (nginx, proxy):
+        for process in (nginx, *proxies):
             if process is not None:
                 process.terminate()
                 process.wait(10)
