@@ -4,8 +4,11 @@ Three servers answer for the same feed: ``broadcaster`` directly, ``proxy``
 (nginx in front of it with the feed ``location`` of ``deploy/nginx.conf``
 taken from that file as shipped: a 1 s cache, revalidated, ``X-Cache``
 reported) and ``nginx`` serving the feed's bytes as a static file (the
-reference). After the load the proxy's staleness is measured: an entry is
-posted and the proxied feed is polled until it shows it.
+reference); ``nginx+headers`` is the same file sent with every header
+Broadcaster sends (security headers, CORS, ``Vary``), which a cache hit
+repeats: it tells how much of the gap is those headers. After the load the
+proxy's staleness is measured: an entry is posted and the proxied feed is
+polled until it shows it.
 
 Starts ``broadcaster serve`` (one process) on a free loopback port with a
 temporary data directory, creates an incident with 30 entries, fetches its
@@ -68,6 +71,10 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {prefix}/www;
         location / {{ add_header Cache-Control no-cache; }}
+        location /headers/ {{
+            alias {prefix}/www/;
+{headers}
+        }}
     }}
 }}
 """
@@ -109,6 +116,19 @@ def deploy_feed_location(conf: Path = ROOT / "deploy" / "nginx.conf") -> str:
     if found is None:
         raise RuntimeError("deploy/nginx.conf has no feed location")
     return found.group(0)
+
+
+#: Headers nginx writes itself, whatever ``add_header`` says.
+OWN_HEADERS = {"content-type", "content-length", "date", "server", "last-modified", "etag"}
+
+
+def same_headers(headers: list[tuple[str, str]]) -> str:
+    """Return ``add_header`` lines for the headers Broadcaster sends beyond nginx's own."""
+    return "\n".join(
+        f"            add_header {name} '{value}';"
+        for name, value in headers
+        if name.lower() not in OWN_HEADERS
+    )
 
 
 def pin(cpu: int) -> list[str]:
@@ -227,10 +247,15 @@ def main() -> int:
         feed_url = f"{base}/incidents/{incident['id']}/feed.atom"
         with urllib.request.urlopen(feed_url) as response:
             feed = response.read()
+            headers = same_headers(response.headers.items())
         (workdir / "www").mkdir()
         (workdir / "www" / "feed.atom").write_bytes(feed)
-        nginx = start_nginx(workdir, "nginx", NGINX.format(prefix=workdir, port=nginx_port))
+        nginx = start_nginx(
+            workdir, "nginx", NGINX.format(prefix=workdir, port=nginx_port, headers=headers)
+        )
         nginx_url = f"http://127.0.0.1:{nginx_port}/feed.atom"
+        # the same file with every header Broadcaster sends: what a cache hit answers
+        headers_url = f"http://127.0.0.1:{nginx_port}/headers/feed.atom"
         confs = args.nginx_conf or [ROOT / "deploy" / "nginx.conf"]
         proxy_urls = {}
         for index, conf in enumerate(confs):
@@ -247,7 +272,12 @@ def main() -> int:
         wait_for(nginx_url)
         for url in proxy_urls.values():
             wait_for(url)
-        cases = [("broadcaster", feed_url), *proxy_urls.items(), ("nginx", nginx_url)]
+        cases = [
+            ("broadcaster", feed_url),
+            *proxy_urls.items(),
+            ("nginx", nginx_url),
+            ("nginx+headers", headers_url),
+        ]
         for _, url in cases:
             wrk(url, argparse.Namespace(**{**vars(args), "seconds": 2}))  # warm-up
         # Every server once per round, so that a change in the machine's load
@@ -285,6 +315,13 @@ def main() -> int:
             "ratio_304": ratio("broadcaster", "304"),
             "proxy_ratio_200": ratio("proxy", "200"),
             "proxy_ratio_304": ratio("proxy", "304"),
+            # the proxy against nginx sending the same headers as well as the same body
+            "proxy_vs_same_headers_200": round(
+                results["proxy"]["200"] / results["nginx+headers"]["200"], 3
+            ),
+            "proxy_vs_same_headers_304": round(
+                results["proxy"]["304"] / results["nginx+headers"]["304"], 3
+            ),
             "per_round_ratio_min_median_max": {
                 name: {kind: spread(name, kind) for kind in ("200", "304")}
                 for name, _ in cases
