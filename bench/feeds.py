@@ -118,8 +118,12 @@ def deploy_feed_location(conf: Path = ROOT / "deploy" / "nginx.conf") -> str:
     return found.group(0)
 
 
-#: Headers nginx writes itself, whatever ``add_header`` says.
-OWN_HEADERS = {"content-type", "content-length", "date", "server", "last-modified", "etag"}
+#: Headers nginx writes itself, whatever ``add_header`` says, and hop-by-hop ones
+#: (urllib asked for ``Connection: close``).
+OWN_HEADERS = {
+    "content-type", "content-length", "date", "server", "last-modified", "etag",
+    "connection", "keep-alive", "transfer-encoding",
+}  # fmt: skip
 
 
 def same_headers(headers: list[tuple[str, str]]) -> str:
