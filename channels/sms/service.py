@@ -38,7 +38,7 @@ from broadcaster.auth import require
 from broadcaster.clientaddr import parse_address, proxied
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
 from broadcaster.model import Entry
-from broadcaster.ratelimit import shared_pacer, shared_window
+from broadcaster.ratelimit import Limiter, shared_pacer, shared_window
 from broadcaster.settings import Settings
 from broadcaster.store import areas as areas_store
 from broadcaster.store import outbox as outbox_store
@@ -48,6 +48,7 @@ from ..outbox import outbox_of
 from .area_alerts import act_on_area, enqueue_area_sms, unknown_target
 from .commands import Command, parse
 from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
+from .gateway import SmsGateway
 from .kannel import parse_dlr
 from .message import fits_check
 from .numbers import mask, normalize
@@ -70,8 +71,9 @@ def enqueue_sms(conn: Any, incident: Any, entry: Entry) -> int:
     )
 
 
-RECENT = web.AppKey("sms_recent_senders", object)
-GATEWAY = web.AppKey("sms_gateway", object)
+RECENT: web.AppKey[Limiter] = web.AppKey("sms_recent_senders")
+#: None: no gateway configured (SMS endpoints answer 404, nothing is queued).
+GATEWAY: web.AppKey[SmsGateway | None] = web.AppKey("sms_gateway")
 
 
 def authenticate(request: web.Request) -> None:
