@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
+from broadcaster.store import outbox as outbox_store
 from broadcaster.store.outbox import claim, enqueue
 from broadcaster.store.pg_conn import dialect_of
 from channels.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
@@ -65,17 +67,24 @@ async def test_the_same_delivery_is_never_queued_twice(client: TestClient) -> No
     assert await client.app[DB].write(twice) == [1, 0]
 
 
-async def test_a_lease_keeps_other_workers_off_until_it_expires(client: TestClient) -> None:
+async def test_a_lease_keeps_other_workers_off_until_it_expires(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A leased row is not claimed again; once the lease lapses the attempt is retried."""
     db = client.app[DB]
     await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
+    # Leases are wall-clock times, read through the store's clock: move it instead of waiting.
+    start = outbox_store.now()
+    clock = [start]
+    monkeypatch.setattr(outbox_store, "now", lambda: clock[0])
 
     def take(lease: float) -> Any:
         return lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), lease)
 
-    [first] = await db.write(take(0.2))
-    assert await db.write(take(0.2)) == []
-    await asyncio.sleep(0.25)  # the lease is wall-clock time in the database: let it pass
+    [first] = await db.write(take(30))
+    clock[0] = start + timedelta(seconds=29)
+    assert await db.write(take(30)) == []
+    clock[0] = start + timedelta(seconds=30)
     [second] = await db.write(take(30))
     assert (second.id, second.attempt) == (first.id, 2)
     assert second.message_id == first.message_id
@@ -193,11 +202,25 @@ async def test_deliveries_left_by_a_stopped_app_are_sent_by_the_next(settings: S
         assert seqs == [1, 2, 3]
 
 
+def noting_waits(worker: Worker) -> asyncio.Event:
+    """Return an event set whenever ``worker`` starts waiting for a wake-up or its next poll."""
+    waiting = asyncio.Event()
+    sleep = worker._sleep
+
+    async def sleep_noted(seconds: float) -> bool:
+        waiting.set()  # nothing awaits in between: the worker is in its wait once this is seen
+        return await sleep(seconds)
+
+    worker._sleep = sleep_noted  # type: ignore[method-assign]
+    return waiting
+
+
 async def test_the_worker_stops_even_when_woken_at_that_moment(client: TestClient) -> None:
     """stop() returns promptly although a commit wakes the worker in the same instant."""
     for _ in range(20):
         worker = Worker(client.app[DB], Outbox(), Metrics(), schedule=(0,), timeout=1, poll=60)
+        waiting = noting_waits(worker)
         worker.start()
-        await asyncio.sleep(0.01)  # let it reach its wait
+        await asyncio.wait_for(waiting.wait(), TIMEOUT)
         worker.outbox.notify()
         await asyncio.wait_for(worker.stop(), TIMEOUT)

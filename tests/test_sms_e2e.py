@@ -138,6 +138,7 @@ async def test_subscribe_receive_and_unsubscribe_from_a_phone(rig: Rig) -> None:
     assert rig.lab.smsc.pending() == 0
 
 
+@pytest.mark.slow
 async def test_gateway_down_then_back_delivers_once_per_subscriber(rig: Rig) -> None:
     """With Kannel stopped the SMS waits in the outbox; after a restart each phone gets it once."""
     incident = await create_incident(rig.client, rig.editor, code="LSQ")

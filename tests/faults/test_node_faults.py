@@ -39,6 +39,8 @@ from broadcaster.settings import Settings
 from broadcaster.signing import b64url
 from faults.clients import Follower, gapless
 
+pytestmark = pytest.mark.slow
+
 FOLLOWERS = 40
 ENTRIES = 40
 Start = Callable[[str, str, str], Awaitable[TestClient]]

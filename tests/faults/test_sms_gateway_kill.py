@@ -27,6 +27,8 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 PHONES = [f"+86138000001{n:02d}" for n in range(12)]
 ENTRIES = 4
 KILL_AFTER = 10  # SMS received by phones before the gateway is killed
@@ -69,7 +71,7 @@ async def restart_gateway(lab: KannelLab) -> None:
             lab.terminate_all()
             if attempt == 2:
                 raise
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # the kernel frees the killed boxes' ports: no event to await
 
 
 async def sms_states(client: TestClient, seqs: list[int]) -> Counter[str]:
