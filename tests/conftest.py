@@ -15,8 +15,9 @@ Tests are marked by what they start, from the fixtures they use (see
 ``RESOURCE_MARKERS``), so ``-m "not postgres"`` and the like pick a subset
 without anyone remembering to mark a new test: ``postgres`` (the PostgreSQL
 run of a test, or a PostgreSQL fixture), ``kannel`` (the ``kannel`` fixture)
-and ``browser`` (the ``browser`` fixture, Chromium). ``slow`` (over about 3 s)
-is set by hand in the modules.
+and ``browser`` (the ``browser`` fixture, Chromium). ``slow`` is set by hand
+in the modules, on tests that take over about 3 s, start a process of their
+own each, or fuzz with many examples.
 """
 
 from __future__ import annotations
