@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from bench.append import free_port  # noqa: E402
 from broadcaster.app import create_app  # noqa: E402
 from broadcaster.appkeys import DB  # noqa: E402
-from broadcaster.auth import TOKENS  # noqa: E402
+from broadcaster.auth.tokens import TOKENS  # noqa: E402
 from broadcaster.settings import Settings  # noqa: E402
 
 BODY = "沙子口街道水位持续上涨，请沿河居民立即转移。"

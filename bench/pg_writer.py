@@ -42,7 +42,7 @@ from postgres_server import running_postgres  # noqa: E402
 from redis_server import running_redis  # noqa: E402
 
 from broadcaster.app import create_app  # noqa: E402
-from broadcaster.auth import TOKENS  # noqa: E402
+from broadcaster.auth.tokens import TOKENS  # noqa: E402
 from broadcaster.settings import Settings  # noqa: E402
 from broadcaster.store import pg_conn, postgres  # noqa: E402
 

@@ -54,11 +54,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.append import free_port  # noqa: E402
-from broadcaster import search  # noqa: E402
-from broadcaster.model import Actor, NewEntry  # noqa: E402
-from broadcaster.signing import Signer  # noqa: E402
+from broadcaster.log.signing import Signer  # noqa: E402
+from broadcaster.search import service as search  # noqa: E402
 from broadcaster.store.sqlite import Database  # noqa: E402
 from broadcaster.store.timeline import TimelineStore  # noqa: E402
+from broadcaster.timeline.model import Actor, NewEntry  # noqa: E402
 
 PLACES = ["沙子口", "李村", "王哥庄", "北宅", "中韩", "金家岭", "流亭", "城阳", "黄岛", "即墨"]
 EVENTS = [

@@ -40,8 +40,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from broadcaster import app as app_module  # noqa: E402
 from broadcaster import cli  # noqa: E402
-from channels import websocket  # noqa: E402
-from channels.hub import Message  # noqa: E402
+from channels.live import websocket  # noqa: E402
+from channels.live.hub import Message  # noqa: E402
 
 
 class TaskSubscription(websocket.WebSocketSubscription):

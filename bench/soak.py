@@ -172,7 +172,7 @@ class Soak:
     async def preload(self, session: aiohttp.ClientSession, incident: str) -> dict[str, float]:
         """Post ``--preload`` entries, reading both feeds after each, to fill the caches.
 
-        The feed cache keeps ``channels.feeds.CACHE_SIZE`` renders of up to
+        The feed cache keeps ``channels.feeds.serve.CACHE_SIZE`` renders of up to
         ``INCIDENT_LIMIT`` entries: it fills over the first few hundred posts,
         and that warm-up is not a leak, so it happens before the measured run.
         """

@@ -9,32 +9,27 @@ from typing import Any
 from aiohttp import web
 
 from . import areas as areas_api
-from . import (
-    audit_api,
-    drafts,
-    figures_api,
-    questions,
-    redaction,
-    review,
-    search,
-    sitelog,
-    tokens_api,
-)
-from .api import entries, incidents, metrics_api, ops
+from .accountability import audit_api, figures_api, metrics_api, promises, questions
+from .api import entries, incidents, ops
 from .appkeys import BUS, DB, METRICS, PUBLISHER, SETTINGS, SIGNER, STORE
-from .auth import TOKENS, Tokens
+from .auth import tokens_api
+from .auth.tokens import TOKENS, Tokens
 from .bus import Bus, MemoryBus
-from .clientaddr import ClientAddress
-from .livecap import setup as setup_live_caps
+from .log import site as sitelog
+from .log.signing import Signer
 from .metrics import Metrics
-from .middleware import HTTPS, errors
 from .plugins import BUILTIN_CHANNELS
-from .publisher import Publisher
-from .ratelimit import shared_window
+from .privacy import redaction, review
+from .search import service as search
 from .settings import Settings
-from .signing import Signer
 from .store import database_for
 from .store.timeline import TimelineStore
+from .timeline import drafts
+from .timeline.publisher import Publisher
+from .web.clientaddr import ClientAddress
+from .web.livecap import setup as setup_live_caps
+from .web.middleware import HTTPS, errors
+from .web.ratelimit import shared_window
 
 
 def create_app(
@@ -71,8 +66,8 @@ def create_app(
     app[PUBLISHER] = Publisher(store, bus, metrics)
     app.cleanup_ctx.append(_open_parts)
     setup_live_caps(app, settings.max_live_per_client, settings.max_live)
-    core = (incidents, entries, ops, figures_api, questions, metrics_api, search, tokens_api)
-    for module in (*core, sitelog, review, redaction, drafts, audit_api, areas_api):
+    core = (incidents, entries, ops, figures_api, questions, metrics_api, promises, search)
+    for module in (*core, tokens_api, sitelog, review, redaction, drafts, audit_api, areas_api):
         module.setup(app)
     for name in BUILTIN_CHANNELS if channels is None else channels:
         importlib.import_module(name).setup(app)
@@ -83,7 +78,7 @@ def _bus_for(settings: Settings) -> Bus:
     """Return the bus configuration asks for: Redis between nodes, else in-process."""
     if not settings.redis_url:
         return MemoryBus()
-    from .redis_bus import RedisBus  # imported only when several nodes share a bus
+    from .bus.redis_bus import RedisBus  # imported only when several nodes share a bus
 
     return RedisBus(settings.redis_url)
 

@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .bus import Bus
+from .log.signing import Signer
 from .metrics import Metrics
-from .publisher import Publisher
 from .settings import Settings
-from .signing import Signer
 from .store.contract import JobDatabase
 from .store.timeline import TimelineStore
+from .timeline.publisher import Publisher
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", TimelineStore)

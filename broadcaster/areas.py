@@ -34,13 +34,13 @@ from aiohttp import web
 
 from .api.common import json_response, remote_of
 from .appkeys import DB, SETTINGS
-from .auth import require
+from .auth.tokens import require
 from .errors import ConfigError, NotFound, Unprocessable
-from .fields import Field, check_object, clean_text
-from .jsonbody import read_object
 from .store import areas as store
 from .store import pages as pages_store
 from .store.timeline import audit_row
+from .web.fields import Field, check_object, clean_text
+from .web.jsonbody import read_object
 
 CODE = re.compile(r"^[0-9A-Za-z]{1,16}$")
 MAX_ALIASES = 20

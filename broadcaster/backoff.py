@@ -11,7 +11,7 @@ fixed schedule, for a loop nobody else shares.
 
 Deliveries are not retried this way: they follow the operator's retry
 schedule (``BROADCASTER_RETRY_SCHEDULE``) with jitter added, never taken off,
-so that no attempt comes before its announced time (``channels.outbox``).
+so that no attempt comes before its announced time (``channels.delivery.outbox``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ The tree::
           ├── TooManyRequests     429: rate limit
           └── Unavailable         503: the store cannot take writes now
 
-One middleware (``broadcaster.middleware``) turns an ``HTTPError`` into the
+One middleware (``broadcaster.web.middleware``) turns an ``HTTPError`` into the
 contract's ``{"error", "message", ...}`` body; extra keyword arguments given to
 the constructor become extra members of that body (``field``, ``findings``).
 """

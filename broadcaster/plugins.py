@@ -6,16 +6,16 @@ Each module exposes ``setup(app: web.Application) -> None``.
 """
 
 BUILTIN_CHANNELS: tuple[str, ...] = (
-    "channels.feeds",
-    "channels.pages",
-    "channels.hub",
-    "channels.catchup",
-    "channels.websocket",
-    "channels.sse",
-    "channels.webhook_api",
+    "channels.feeds.serve",
+    "channels.pages.serve",
+    "channels.live.hub",
+    "channels.live.catchup",
+    "channels.live.websocket",
+    "channels.live.sse",
+    "channels.webhooks.api",
     "channels.sms.service",
-    "channels.worker",
-    "channels.cap",
-    "channels.search_page",
-    "channels.area_pages",
+    "channels.delivery.worker",
+    "channels.cap.serve",
+    "channels.pages.search",
+    "channels.pages.areas",
 )

@@ -3,7 +3,7 @@
 ``html_to_text`` gives the text a reader sees in an HTML fragment, for feeds,
 CAP, pages, the search index, SMS-length titles and ``broadcaster follow``.
 The fragment is parsed by ``nh3`` (ammonia, on html5ever), the sanitiser
-``broadcaster.markdown`` already trusts, never by a regular expression: it
+``broadcaster.timeline.markdown`` already trusts, never by a regular expression: it
 copes with comments, ``<script>`` and ``<style>`` (their content is dropped),
 ``>`` inside attributes and broken markup as browsers do. Only the block
 elements survive its cleaning, with no ``<`` left in the text (escaped as

@@ -38,7 +38,7 @@ from postgres_server import PostgresServer, running_postgres
 from redis_server import RedisServer, running_redis
 
 from broadcaster.app import create_app
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
 from broadcaster.store.migrations import migrate
 from broadcaster.store.pg_conn import PgConnection

@@ -25,13 +25,13 @@ from conftest import TIMEOUT
 from serve_process import ROOT, free_port
 
 from broadcaster.app import create_app
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.cli import main
 from broadcaster.log.checkpoint import Checkpoint, parse_checkpoint
 from broadcaster.log.note import parse_note
+from broadcaster.log.signing import Signer
+from broadcaster.log.site import vkey_of
 from broadcaster.settings import Settings
-from broadcaster.signing import Signer
-from broadcaster.sitelog import vkey_of
 
 
 class WitnessProcess:

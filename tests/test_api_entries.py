@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import bearer, create_incident, make_token, post_entry
 from test_jsonbody import MALFORMED
 
-from broadcaster import chain
 from broadcaster.app import create_app
+from broadcaster.log import chain
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.settings import Settings
-from broadcaster.verify import check_timeline
 
 JSON = {"Content-Type": "application/json"}
 
@@ -332,7 +332,7 @@ async def test_entries_are_paged_by_bytes_and_compressed(
     """The attack: /entries answered up to 36 MB. A page now stops at PAGE_BYTES (at least one
     entry) and says "more"; paging on reads everything; large answers are compressed."""
     from broadcaster.api import entries as entries_api
-    from broadcaster.fetch import fetch_timeline
+    from broadcaster.log.fetch import fetch_timeline
 
     monkeypatch.setattr(entries_api, "PAGE_BYTES", 20_000)
     iid = (await create_incident(client, editor))["id"]

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import create_incident, post_entry
 
-from broadcaster import chain
+from broadcaster.log import chain
 
 
 async def listing(client: TestClient) -> list[dict[str, Any]]:

@@ -390,7 +390,7 @@ async def test_cap_carries_each_area_as_a_geocode(client: TestClient, editor: An
     import xmlschema
     from lxml import etree
 
-    from channels.cap_render import CAP_NS
+    from channels.cap.render import CAP_NS
 
     schema = xmlschema.XMLSchema(str(Path(__file__).parent / "schemas" / "CAP-v1.2.xsd"))
     incident = await create_incident(client, editor, areas=["370212", "370212002"])

@@ -1,4 +1,7 @@
-"""The audit log over HTTP: every write with who, when and from where (broadcaster.audit_api)."""
+"""The audit log over HTTP: every write with who, when and from where.
+
+Code: ``broadcaster.accountability.audit_api``.
+"""
 
 from __future__ import annotations
 
@@ -143,10 +146,10 @@ async def test_bad_queries_are_refused(
 
 
 SAFEGUARD_MODULES = {
-    "broadcaster.review",
-    "broadcaster.redaction",
-    "broadcaster.drafts",
-    "broadcaster.audit_api",
+    "broadcaster.privacy.review",
+    "broadcaster.privacy.redaction",
+    "broadcaster.timeline.drafts",
+    "broadcaster.accountability.audit_api",
 }
 
 

@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestClient
 from conftest import bearer, create_incident, make_token
 from raw_store import raw_store
 
-from broadcaster.auth import TOKENS, hash_token
+from broadcaster.auth.tokens import TOKENS, hash_token
 from broadcaster.settings import Settings
 
 

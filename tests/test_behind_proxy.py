@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, make_token
 from test_deploy_proxy import running_proxy
 
-from broadcaster import auth
 from broadcaster.app import create_app
+from broadcaster.auth import tokens as auth
 from broadcaster.settings import Settings
 
 NEW_INCIDENT = {"title": "山洪", "severity": "severe"}

@@ -7,7 +7,7 @@ import logging
 
 from broadcaster.background import background
 from broadcaster.bus import MemoryBus, listen_forever
-from broadcaster.bus_message import BusMessage, EntryMessage, Resubscribed, encode
+from broadcaster.bus.message import BusMessage, EntryMessage, Resubscribed, encode
 from tests.conftest import TIMEOUT
 
 FRAME = '{"type":"entry","entry":{"incident":"a","seq":%d,"hash":"h"}}'

@@ -1,4 +1,4 @@
-"""Tests for ``broadcaster.bus_message``: every kind round-trips, anything else is refused."""
+"""Tests for ``broadcaster.bus.message``: every kind round-trips, anything else is refused."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.bus_message import (
+from broadcaster.bus.message import (
     EntryMessage,
     MalformedMessage,
     Resubscribed,
@@ -17,7 +17,7 @@ from broadcaster.bus_message import (
     entry_frame,
 )
 from broadcaster.errors import BroadcasterError
-from broadcaster.model import ENTRY_ORDER, Entry
+from broadcaster.timeline.model import ENTRY_ORDER, Entry
 from tests.entry_dicts import make_entry
 
 #: Members of a served entry that ``Entry`` keeps outside its record.

@@ -9,7 +9,7 @@ import xmlschema
 from aiohttp.test_utils import TestClient
 from lxml import etree
 
-from channels.cap_render import CAP_NS
+from channels.cap.render import CAP_NS
 from tests.conftest import create_incident, post_entry
 
 SCHEMA = Path(__file__).parent / "schemas" / "CAP-v1.2.xsd"

@@ -1,4 +1,4 @@
-"""Tests for channels.cap_render: CAP 1.2 alerts for timeline entries."""
+"""Tests for channels.cap.render: CAP 1.2 alerts for timeline entries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import xmlschema
 from entry_dicts import BASIS, MARKER, make_entry
 from lxml import etree
 
-from channels.cap_render import CAP_NS, render_cap, render_incident_cap
+from channels.cap.render import CAP_NS, render_cap, render_incident_cap
 
 SCHEMAS = Path(__file__).parent / "schemas"
 PUBLIC_URL = "https://yjj.example.gov.cn"

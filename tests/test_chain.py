@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from broadcaster import chain
 from broadcaster.errors import Unavailable
-from broadcaster.model import Actor, NewEntry
-from broadcaster.signing import Signer
+from broadcaster.log import chain
+from broadcaster.log.signing import Signer
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.store.sqlite import Database
 from broadcaster.store.timeline import TimelineStore, read_checkpoint, read_entries
-from broadcaster.verify import check_timeline
+from broadcaster.timeline.model import Actor, NewEntry
 
 ACTOR = Actor("值班编辑", "崂山区应急管理局", "editor", 1)
 SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))

@@ -1,4 +1,4 @@
-"""Tests for ``broadcaster.clientaddr``: who the client is, behind trusted proxies or not."""
+"""Tests for ``broadcaster.web.clientaddr``: who the client is, behind trusted proxies or not."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from conftest import create_incident, make_token
 
 from broadcaster.app import create_app
-from broadcaster.clientaddr import ClientAddress, source_of
 from broadcaster.errors import ConfigError
 from broadcaster.settings import Settings
+from broadcaster.web.clientaddr import ClientAddress, source_of
 
 PROXY = "10.0.0.10"
 

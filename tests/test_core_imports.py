@@ -7,31 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from import_graph import imported_names
 
 CORE = Path(__file__).resolve().parent.parent / "broadcaster"
-
-
-def imported_names(source: str, package: tuple[str, ...]) -> list[str]:
-    """Return every module name ``source`` imports, relative ones resolved against ``package``."""
-    names: list[str] = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[: len(package) - node.level + 1]) if node.level else []
-            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            if module:
-                names.append(module)
-            names.extend(".".join(filter(None, (module, alias.name))) for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "attr", getattr(node.func, "id", None))
-            in ("import_module", "__import__")
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            names.append(str(node.args[0].value))
-    return names
 
 
 def touches_channels(name: str) -> bool:

@@ -25,8 +25,8 @@ from test_sse import entry_events, read_event
 from test_websocket import entry_seqs
 
 from broadcaster.app import create_app
+from broadcaster.log.signing import b64url
 from broadcaster.settings import Settings
-from broadcaster.signing import b64url
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "deploy" / "nginx.conf"

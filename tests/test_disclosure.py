@@ -1,4 +1,4 @@
-"""Case table for the pre-publication privacy review (broadcaster.disclosure).
+"""Case table for the pre-publication privacy review (broadcaster.privacy.detection).
 
 Every missed or false finding reported against the review becomes a new row in CASES.
 """
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.disclosure import CODES, Finding, mask, review
+from broadcaster.privacy.detection import CODES, Finding, mask, review
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 

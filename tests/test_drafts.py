@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from broadcaster import chain
 from broadcaster.app import create_app
-from broadcaster.fetch import fetch_timeline
+from broadcaster.log import chain
+from broadcaster.log.fetch import fetch_timeline
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.settings import Settings
-from broadcaster.verify import check_timeline
 from tests.conftest import bearer, create_incident, make_token
 
 PHONE = "13812345678"

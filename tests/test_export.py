@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 
 from broadcaster.appkeys import DB, STORE
 from broadcaster.cli import main
-from broadcaster.model import Actor, NewEntry
 from broadcaster.settings import Settings
 from broadcaster.store.export import read_record
 from broadcaster.store.pg_conn import dialect_of
+from broadcaster.timeline.model import Actor, NewEntry
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
 

@@ -1,4 +1,4 @@
-"""Tests for channels.feed_render: Atom, RSS and JSON Feed output of the timeline."""
+"""Tests for channels.feeds.render: Atom, RSS and JSON Feed output of the timeline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from entry_dicts import BASIS, MARKER, make_entry
 from lxml import etree
 
-from channels.feed_render import (
+from channels.feeds.render import (
     TOMBSTONE_NS,
     FeedSource,
     render_atom,

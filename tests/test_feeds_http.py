@@ -1,4 +1,4 @@
-"""Tests for channels.feeds: the feeds as HTTP resources (caching, preconditions, links)."""
+"""Tests for channels.feeds.serve: the feeds as HTTP resources (caching, preconditions, links)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from broadcaster.appkeys import DB
-from channels import feeds as feeds_module
-from channels.feeds import FEEDS
+from channels.feeds import serve as feeds_module
+from channels.feeds.serve import FEEDS
 from tests.conftest import create_incident, post_entry
 
 FORMATS = ("atom", "rss", "json")

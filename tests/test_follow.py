@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.app import create_app
-from broadcaster.auth import TOKENS
-from broadcaster.follow import CannotFollow, follow, format_entry, plain_text, ws_url
+from broadcaster.auth.tokens import TOKENS
+from broadcaster.cli.follow import CannotFollow, follow, format_entry, plain_text, ws_url
 from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT, create_incident, post_entry
 

@@ -26,7 +26,7 @@ from schemathesis import Case, GenerationMode, Response
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from broadcaster.api.ops import merged_openapi
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from broadcaster.clock import format_ts, parse_ts
 from broadcaster.errors import BadRequest
-from broadcaster.jsonbody import parse_json
-from broadcaster.markdown import ALLOWED_SCHEMES, render
 from broadcaster.settings import Settings
+from broadcaster.timeline.markdown import ALLOWED_SCHEMES, render
+from broadcaster.web.jsonbody import parse_json
 from channels.sms.commands import Command, parse
 from channels.sms.kannel import DLR_TYPES, parse_dlr
 

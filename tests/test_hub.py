@@ -1,4 +1,4 @@
-"""Tests for ``channels.hub``: ordering, gap filling, the slow-client rule, bus failures."""
+"""Tests for ``channels.live.hub``: ordering, gap filling, the slow-client rule, bus failures."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, METRICS, STORE
 from broadcaster.bus import MemoryBus, RawMessage
-from broadcaster.bus_message import Resubscribed, decode, encode
+from broadcaster.bus.message import Resubscribed, decode, encode
 from broadcaster.settings import Settings
-from channels.hub import HUB, Message, Subscription
+from channels.live.hub import HUB, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
 from tests.test_websocket import entry_seqs

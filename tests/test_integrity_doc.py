@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broadcaster import chain, markdown
-from broadcaster.log import records
+from broadcaster.log import chain, records
 from broadcaster.log.checkpoint import Checkpoint, sign_checkpoint
 from broadcaster.log.merkle import leaf_hash
 from broadcaster.log.note import Ed25519Verifier, verify_note
-from broadcaster.signing import Signer, key_id_of, verify_checkpoint
-from broadcaster.sitelog import note_signer
-from broadcaster.verify import check_timeline
+from broadcaster.log.signing import Signer, key_id_of, verify_checkpoint
+from broadcaster.log.site import note_signer
+from broadcaster.log.verify_timeline import check_timeline
+from broadcaster.timeline import markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "integrity.md"
 BLOCK = re.compile(r"<!-- example: (\w+) -->\n```[a-z]*\n(.*?)\n```", re.S)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broadcaster.errors import BadRequest
-from broadcaster.jsonbody import MAX_DEPTH, parse_json
+from broadcaster.web.jsonbody import MAX_DEPTH, parse_json
 
 MALFORMED = [
     ("trailing comma", b'{"body": "x",}', "invalid_json"),

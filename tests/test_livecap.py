@@ -1,4 +1,4 @@
-"""Tests for ``broadcaster.livecap``: live-connection caps and running out of descriptors."""
+"""Tests for ``broadcaster.web.livecap``: live-connection caps and running out of descriptors."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from conftest import TIMEOUT, create_incident, make_token
 from serve_process import ServeProcess
 
 from broadcaster.app import create_app
-from broadcaster.livecap import DESCRIPTORS, LIVE_LIMITS, Descriptors, default_total
 from broadcaster.settings import Settings
+from broadcaster.web.livecap import DESCRIPTORS, LIVE_LIMITS, Descriptors, default_total
 
 NOFILE = 256
 

@@ -22,15 +22,14 @@ from conftest import create_incident, post_entry
 from log_sites import Site, log_at, verify
 from raw_store import raw_store
 
-from broadcaster import chain
 from broadcaster.appkeys import SIGNER
 from broadcaster.cli import main
-from broadcaster.log import records, tiles
+from broadcaster.log import chain, records, tiles
 from broadcaster.log.checkpoint import parse_checkpoint
 from broadcaster.log.merkle import leaf_hash
 from broadcaster.log.note import Ed25519Verifier, parse_note, verify_note
+from broadcaster.log.signing import Signer, b64url
 from broadcaster.settings import Settings
-from broadcaster.signing import Signer, b64url
 from broadcaster.store import log as log_store
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "archive.schema.json"

@@ -23,8 +23,8 @@ from broadcaster.cli import main
 from broadcaster.log.checkpoint import parse_checkpoint
 from broadcaster.log.cosignature import Cosigner
 from broadcaster.log.note import parse_note
+from broadcaster.log.signing import Signer
 from broadcaster.settings import Settings
-from broadcaster.signing import Signer
 
 pytestmark = pytest.mark.slow
 

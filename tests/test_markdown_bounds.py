@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from markdown_it.parser_inline import ParserInline
 
-from broadcaster import markdown
-from broadcaster.markdown import _parser, render
+from broadcaster.timeline import markdown
+from broadcaster.timeline.markdown import _parser, render
 
 #: Bodies that made markdown-it try ~100 nested tokens per character with its default limit.
 PATHOLOGICAL: dict[str, Callable[[int], str]] = {

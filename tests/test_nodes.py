@@ -16,10 +16,10 @@ from test_websocket import entry_seqs
 
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, STORE
-from broadcaster.bus_message import EntryMessage, decode
+from broadcaster.bus.message import EntryMessage, decode
 from broadcaster.cli import main
+from broadcaster.log.signing import b64url
 from broadcaster.settings import Settings
-from broadcaster.signing import b64url
 
 Nodes = list[TestClient]
 

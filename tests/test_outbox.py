@@ -17,7 +17,7 @@ from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from test_webhooks import deliveries, loopback_settings, register, settled
 from webhook_receiver import Receiver
 
-import channels.worker
+import channels.delivery.worker
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
@@ -25,8 +25,8 @@ from broadcaster.settings import Settings
 from broadcaster.store import outbox as outbox_store
 from broadcaster.store.outbox import claim, enqueue
 from broadcaster.store.pg_conn import dialect_of
-from channels.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
-from channels.worker import Worker
+from channels.delivery.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
+from channels.delivery.worker import Worker
 
 settings = pytest.fixture(loopback_settings, name="settings")
 
@@ -123,7 +123,7 @@ async def test_the_worker_is_woken_by_the_commit_not_the_poll(
     monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     """With a 60 s poll, a delivery still leaves at once (well under a second when idle)."""
-    monkeypatch.setattr(channels.worker, "POLL", 60.0)
+    monkeypatch.setattr(channels.delivery.worker, "POLL", 60.0)
     async with Receiver() as receiver, TestClient(TestServer(create_app(settings))) as client:
         admin = bearer(await make_token(client, "admin"))
         await register(client, admin, receiver.url)

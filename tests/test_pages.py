@@ -1,4 +1,4 @@
-"""Tests for channels.pages: the server-rendered index, live page, entry page and console."""
+"""Tests for channels.pages.serve: the server-rendered index, live page, entry page and console."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from broadcaster import questions as questions_module
+from broadcaster.accountability import questions as questions_module
+from broadcaster.accountability.questions import PER_SOURCE_PENDING, QUESTION_LIMITER, TokenBucket
 from broadcaster.app import create_app
-from broadcaster.questions import PER_SOURCE_PENDING, QUESTION_LIMITER, TokenBucket
 from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 

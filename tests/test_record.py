@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import bearer, create_incident, make_token, post_entry
 
-from broadcaster import chain
 from broadcaster.app import create_app
+from broadcaster.log import chain
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.settings import Settings
-from broadcaster.verify import check_timeline
 
 AMMONIA = {
     "title": "李沧区化工厂氨气泄漏",

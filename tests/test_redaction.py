@@ -23,9 +23,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster.app import create_app
-from broadcaster.fetch import fetch_timeline
+from broadcaster.log.fetch import fetch_timeline
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.settings import Settings
-from broadcaster.verify import check_timeline
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.raw_store import raw_store
 

@@ -17,8 +17,8 @@ from redis_server import POLL, TIMEOUT, RedisServer, running_redis
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS
 from broadcaster.bus import RawMessage
-from broadcaster.bus_message import Resubscribed, encode
-from broadcaster.redis_bus import RedisBus
+from broadcaster.bus.message import Resubscribed, encode
+from broadcaster.bus.redis_bus import RedisBus
 from broadcaster.settings import Settings
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from broadcaster.errors import Unprocessable
-from broadcaster.review import review_text
+from broadcaster.privacy.review import review_text
 from tests.conftest import create_incident, post_entry
 
 PHONE = "13812345678"

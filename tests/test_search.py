@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from broadcaster.api.ops import merged_openapi
 from broadcaster.appkeys import DB
-from broadcaster.search import PURGER, rebuild
-from broadcaster.search_query import run_search
+from broadcaster.search.query import run_search
+from broadcaster.search.service import PURGER, rebuild
 from broadcaster.store import search as search_store
 from broadcaster.store import search_postgres, search_sqlite
 from broadcaster.store.pg_conn import dialect_of, translate
@@ -219,8 +219,9 @@ async def test_search_page(client: TestClient, editor: dict[str, str]) -> None:
 
 
 ACCOUNTABILITY_MODULES = {
-    "broadcaster.api.metrics_api", "broadcaster.figures_api", "broadcaster.questions",
-    "broadcaster.search", "channels.cap", "channels.search_page",
+    "broadcaster.accountability.metrics_api", "broadcaster.accountability.figures_api",
+    "broadcaster.accountability.questions", "broadcaster.search.service", "channels.cap.serve",
+    "channels.pages.search",
 }  # fmt: skip
 
 

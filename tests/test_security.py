@@ -17,11 +17,11 @@ from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from serve_process import ServeProcess, cli
 from test_ssrf import FixedResolver
 
-from broadcaster import auth
 from broadcaster.app import create_app
-from broadcaster.auth import FAILED_LIMIT, TOKENS, FailedLogins
+from broadcaster.auth import tokens as auth
+from broadcaster.auth.tokens import FAILED_LIMIT, TOKENS, FailedLogins
 from broadcaster.settings import Settings
-from channels.ssrf import Guard, Refused, check_registration
+from channels.webhooks.ssrf import Guard, Refused, check_registration
 
 WRONG = {"Authorization": "Bearer bct_guessing-is-slowed-down"}
 NEW_INCIDENT = {"title": "洪水", "severity": "severe"}

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broadcaster.errors import ConfigError
-from broadcaster.signing import Signer, b64url, unb64url, verify_checkpoint
+from broadcaster.log.signing import Signer, b64url, unb64url, verify_checkpoint
 
 HEAD = "sha256:" + "ab" * 32
 

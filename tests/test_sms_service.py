@@ -21,14 +21,14 @@ from test_webhooks import eventually
 from webhook_receiver import Receiver
 
 import channels.sms.service
-from broadcaster import ratelimit
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
+from broadcaster.web import ratelimit
 from channels.sms.kannel import KannelGateway
 from channels.sms.signed_json import SignedJsonGateway
 from channels.sms.text import segments
-from channels.webhooks import sign
+from channels.webhooks.send import sign
 
 SECRET = "whsec_" + "c21zLWdhdGV3YXktdGVzdC1zZWNyZXQtMzI="
 PHONE = "+8613800000001"
@@ -418,7 +418,7 @@ async def test_with_a_trusted_proxy_callbacks_need_the_secret(
 
 async def test_serve_says_whom_sms_callbacks_are_taken_from(settings: Settings) -> None:
     """The start-up notice names the rule in force for SMS callbacks."""
-    from broadcaster.cli import trust_notice
+    from broadcaster.cli.serve import trust_notice
 
     assert "only from a loopback peer" in trust_notice(settings)
     assert "REFUSED" in trust_notice(settings.with_(trusted_proxies=("10.0.0.1/32",)))

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from broadcaster.app import create_app
 from broadcaster.appkeys import METRICS
 from broadcaster.settings import Settings
-from channels.hub import HUB
-from channels.sse import HEARTBEAT
+from channels.live.hub import HUB
+from channels.live.sse import HEARTBEAT
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_websocket import burst
 

@@ -16,7 +16,7 @@ from conftest import TIMEOUT, create_incident, post_entry
 from webhook_receiver import Receiver
 
 from broadcaster.appkeys import DB
-from channels.ssrf import Guard, Refused, SafeResolver, check_registration
+from channels.webhooks.ssrf import Guard, Refused, SafeResolver, check_registration
 
 REFUSED_URLS = [
     ("http://127.0.0.1/", "url_forbidden_address"),

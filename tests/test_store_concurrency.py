@@ -7,7 +7,7 @@ import asyncio
 from aiohttp.test_utils import TestClient
 from conftest import create_incident
 
-from broadcaster.verify import check_timeline
+from broadcaster.log.verify_timeline import check_timeline
 
 
 async def burst(client: TestClient, headers: dict[str, str], incident_id: str, n: int) -> list[int]:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.markdown import render
 from broadcaster.text import decode_bytes, html_to_text, xml_safe
+from broadcaster.timeline.markdown import render
 
 
 @pytest.mark.parametrize(

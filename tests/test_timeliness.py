@@ -1,4 +1,4 @@
-"""Tests for broadcaster.timeliness and GET /api/incidents/{id}/metrics."""
+"""Tests for broadcaster.accountability.timeliness and GET /api/incidents/{id}/metrics."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from broadcaster.api.metrics_api import refresh_overdue
+from broadcaster.accountability.promises import refresh_overdue
+from broadcaster.accountability.timeliness import timeliness
 from broadcaster.clock import format_ts, now, parse_ts
-from broadcaster.timeliness import timeliness
 from tests.conftest import create_incident, post_entry
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)

@@ -20,9 +20,9 @@ from log_sites import log_at
 from raw_store import raw_store
 from serve_process import free_port
 
-from broadcaster import chain
 from broadcaster.appkeys import SIGNER
 from broadcaster.cli import main
+from broadcaster.log import chain
 from broadcaster.settings import Settings
 
 

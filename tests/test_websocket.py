@@ -16,11 +16,11 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-import channels.hub
+import channels.live.hub
 from broadcaster.app import create_app
 from broadcaster.appkeys import METRICS, STORE
 from broadcaster.settings import Settings
-from channels.websocket import HEARTBEAT
+from channels.live.websocket import HEARTBEAT
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 
 
@@ -105,7 +105,7 @@ async def test_after_resumes_with_the_next_seq(client, editor):
 
 async def test_backlog_is_read_in_pages(client, editor, monkeypatch):
     """A long backlog is read from the store a page at a time, never all at once."""
-    monkeypatch.setattr(channels.hub, "PAGE", 3)
+    monkeypatch.setattr(channels.live.hub, "PAGE", 3)
     incident = await create_incident(client, editor)
     for _ in range(10):
         await post_entry(client, editor, incident["id"])
@@ -296,7 +296,7 @@ async def test_server_shutdown_closes_with_1001(settings):
 
 
 async def make_token_on(server: TestServer) -> str:
-    from broadcaster.auth import TOKENS
+    from broadcaster.auth.tokens import TOKENS
 
     _, token = await server.app[TOKENS].create("编辑", "应急管理局", "editor")
     return token

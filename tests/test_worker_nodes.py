@@ -17,7 +17,7 @@ from test_nodes import shared_key
 from test_webhooks import register, settled
 from webhook_receiver import Receiver
 
-import channels.worker
+import channels.delivery.worker
 from broadcaster.app import create_app
 from broadcaster.settings import Settings
 from broadcaster.store.outbox import claim, enqueue
@@ -69,7 +69,7 @@ async def test_an_entry_queued_on_a_node_without_worker_leaves_from_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """B's worker, woken by the bus (its poll is a minute), delivers A's entry at once, once."""
-    monkeypatch.setattr(channels.worker, "POLL", 60.0)
+    monkeypatch.setattr(channels.delivery.worker, "POLL", 60.0)
     a, b = two_nodes
     admin = bearer(await make_token(a, "admin"))
     hook = await register(a, admin, receiver.url)

@@ -8,20 +8,20 @@ from typing import Any
 
 from aiohttp import web
 
+from ..accountability.figures import check_figures
 from ..appkeys import DB, PUBLISHER, SETTINGS, STORE
-from ..auth import require
-from ..chain import canonical_json
-from ..drafts import Remember, approval_required, hold
+from ..auth.tokens import require
 from ..errors import Conflict, NotFound, Unprocessable
-from ..fields import Field, check_object
-from ..figures import check_figures
-from ..jsonbody import read_object
-from ..model import MAX_PINNED, SEVERITIES, Actor, NewEntry
-from ..review import outcome_of, review_hooks
-from ..sitelog import keys_document
+from ..log.chain import canonical_json
+from ..log.site import keys_document
+from ..privacy.review import outcome_of, review_hooks
 from ..store import log as log_store
 from ..store import tokens as tokens_store
-from ..timeline import AppendCheck, Head
+from ..timeline.drafts import Remember, approval_required, hold
+from ..timeline.model import MAX_PINNED, SEVERITIES, Actor, NewEntry
+from ..timeline.rules import AppendCheck, Head
+from ..web.fields import Field, check_object
+from ..web.jsonbody import read_object
 from .common import incident_or_404, json_response, query_int, remote_of, seq_param
 from .incidents import ADVICE_MAX
 

@@ -11,14 +11,14 @@ from aiohttp import web
 
 from ..appkeys import DB, SETTINGS, STORE
 from ..areas import check_code
-from ..auth import require
-from ..drafts import hold_incident
+from ..auth.tokens import require
 from ..errors import Unprocessable
-from ..fields import Field, check_object
-from ..jsonbody import read_object
-from ..model import SEVERITIES
-from ..review import review_text
+from ..privacy.review import review_text
 from ..store import log as log_store
+from ..timeline.drafts import hold_incident
+from ..timeline.model import SEVERITIES
+from ..web.fields import Field, check_object
+from ..web.jsonbody import read_object
 from .common import incident_or_404, json_response, remote_of
 
 #: One short sentence: "现在应做：关闭门窗，留在室内。"

@@ -10,8 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..appkeys import BUS, METRICS, SETTINGS, STORE
-from ..auth import require
-from ..livecap import DESCRIPTORS
+from ..auth.tokens import require
+from ..web.livecap import DESCRIPTORS
 from .common import json_response
 
 

@@ -1,6 +1,6 @@
 """Encode what the site's log holds: incident leaves, creation records and key announcements.
 
-Every log entry is canonical JSON (``broadcaster.chain.canonical_json``):
+Every log entry is canonical JSON (``broadcaster.log.chain.canonical_json``):
 
 - an incident leaf ``{"hash", "incident", "seq"}``: seq 1, 2, ... are the
   timeline's entries with their ``hash``; seq 0 is the incident's creation,
@@ -10,7 +10,7 @@ Every log entry is canonical JSON (``broadcaster.chain.canonical_json``):
   (``advice`` null when none was given); later changes are status entries;
 - a key announcement ``{"key_id", "public_key", "replaces", "signature",
   "type": "key", "valid_from"}``: the site's new Ed25519 key (raw public key
-  in unpadded base64url, ``key_id`` as in ``broadcaster.signing``), the id of
+  in unpadded base64url, ``key_id`` as in ``broadcaster.log.signing``), the id of
   the key it replaces, and that old key's Ed25519 signature (unpadded
   base64url) over the canonical JSON of the other five members.
 
@@ -26,8 +26,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..chain import canonical_json, sha256
-from ..signing import b64url, key_id_of, unb64url
+from .chain import canonical_json, sha256
+from .signing import b64url, key_id_of, unb64url
 
 CREATION_FIELDS = (
     "incident", "title", "summary", "advice", "severity", "area", "started_at", "created_by",

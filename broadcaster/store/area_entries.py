@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Entry
+from ..timeline.model import Entry
 from .pg_conn import dialect_of
 from .timeline import entry_from_row, entry_select
 

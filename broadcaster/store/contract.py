@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ..model import Actor, Entry, NewEntry
-from ..timeline import AppendCheck, AppendHook, Head
+from ..timeline.model import Actor, Entry, NewEntry
+from ..timeline.rules import AppendCheck, AppendHook, Head
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ past them), so tokens, webhooks, drafts and deliveries keep their numbers and
 nothing that refers to them breaks. Search tables are not copied: their
 layout differs between the backends, and the target rebuilds its index from
 the entries at its first start. The caller checks every chain before and
-after (``broadcaster.migrate``).
+after (``broadcaster.cli.migrate``).
 """
 
 from __future__ import annotations

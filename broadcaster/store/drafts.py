@@ -1,7 +1,7 @@
 """Keep drafts waiting for a second person: held, approved into an entry, or rejected.
 
 Functions of a job's connection (``broadcaster.store.sqlite``); who may do
-what to a draft is decided by ``broadcaster.drafts``. ``n`` orders drafts in
+what to a draft is decided by ``broadcaster.timeline.drafts``. ``n`` orders drafts in
 the order they were held.
 """
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..log.merkle import inclusion_proof
 from ..log.note import append_signatures
 from ..log.tiles import StoredHashReader
-from ..model import Entry
+from ..timeline.model import Entry
 from . import log as log_store
 from .pg_conn import dialect_of
 from .timeline import incident_dict, read_entries

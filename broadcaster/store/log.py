@@ -8,7 +8,7 @@ take the same index and the log's order is the commit order. Each append also
 stores the tile-level hashes it completes (``tiles.stored_hashes_for_append``):
 the only hashes the log keeps, and exactly what its tiles serve.
 
-Checkpoints are signed apart from appends (``broadcaster.sitelog``), one per
+Checkpoints are signed apart from appends (``broadcaster.log.site``), one per
 size: a checkpoint body has no time and Ed25519 is deterministic, so every
 node signing a size makes the same note and ``ON CONFLICT DO NOTHING`` keeps
 one. ``published_at`` is set once the witnesses were asked; ``/log/checkpoint``

@@ -2,7 +2,7 @@
 
 ``deliveries`` holds a row per (channel, target, event, entry) and
 ``delivery_attempts`` a row per attempt; the channels decide what a row means
-and what an outcome does (``channels.outbox``), this module only reads and
+and what an outcome does (``channels.delivery.outbox``), this module only reads and
 writes them, on SQLite or PostgreSQL.
 
 Claims are atomic on both backends. On SQLite the single writer runs one claim

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import STATE_FIELDS, Entry
+from ..timeline.model import STATE_FIELDS, Entry
 from .pg_conn import dialect_of
 from .timeline import entry_from_row, entry_select, incident_dict, no_limit, with_corrections
 

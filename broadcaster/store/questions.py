@@ -2,7 +2,7 @@
 
 Functions of a job's connection (``broadcaster.store.sqlite``), portable SQL
 for both backends; what a question may become, and when, is decided by
-``broadcaster.questions``.
+``broadcaster.accountability.questions``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Keep the search index: one interface, an implementation per dialect.
 
-``broadcaster.search`` (the hook, the endpoint, the purge) and
-``broadcaster.search_query`` (terms, snippets) call only these functions, in
+``broadcaster.search.service`` (the hook, the endpoint, the purge) and
+``broadcaster.search.query`` (terms, snippets) call only these functions, in
 their jobs; the SQL lives in ``search_sqlite`` (FTS5) and ``search_postgres``
 (pg_trgm plus a character-pair index). Both answer the same question the same
 way: every term is a case-insensitive substring of the entry's visible text or
@@ -17,38 +17,10 @@ search: one pathological query must not hold a reader for many seconds.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..errors import Unavailable
 from .pg_conn import dialect_of
-
-#: How many of the most recent matches are ranked (older ones are not returned).
-WINDOW = 1000
-#: Seconds one search may take before it is abandoned.
-BUDGET = 2.0
-
-
-class SearchTimeout(Unavailable):
-    """A search ran past ``BUDGET`` and was stopped."""
-
-    default_code = "search_timeout"
-
-    def __init__(self) -> None:
-        super().__init__(
-            f"this search took longer than {BUDGET:g} s and was stopped; use longer or more"
-            " specific terms, or search one incident"
-        )
-        self.headers["Retry-After"] = "5"
-
-
-class Hit(NamedTuple):
-    """One matching entry, as ``find`` returns it (the caller makes the snippet)."""
-
-    incident: str
-    seq: int
-    posted_at: str
-    title: str
-    text: str
+from .search_common import BUDGET, Hit
 
 
 def _impl(conn: Any) -> ModuleType:

@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 
 from .pg_conn import translate
-from .search import WINDOW, Hit, SearchTimeout
+from .search_common import WINDOW, Hit, SearchTimeout
 
 _RUN = re.compile(r"[^\W_]+")
 _PAIR_BASE = 0x110000  # above every code point

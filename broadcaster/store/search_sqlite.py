@@ -1,4 +1,4 @@
-"""Search on SQLite: two FTS5 indexes over the same rows (see ``broadcaster.search``).
+"""Search on SQLite: two FTS5 indexes over the same rows (see ``broadcaster.search.service``).
 
 - ``search_text`` (trigram tokenizer) stores the entry's visible text and its
   incident's title. A query whose terms all have 3 or more characters is a
@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .search import WINDOW, Hit, SearchTimeout
+from .search_common import WINDOW, Hit, SearchTimeout
 
 #: SQLite virtual-machine steps between two looks at the clock.
 _PROGRESS_STEPS = 1000

@@ -93,7 +93,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
--- from broadcaster/questions.py
+-- from broadcaster/accountability/questions.py
 CREATE TABLE IF NOT EXISTS questions (
     id TEXT PRIMARY KEY,
     incident TEXT NOT NULL REFERENCES incidents(id),
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS question_intake (
     turned_away INTEGER NOT NULL DEFAULT 0
 );
 
--- from broadcaster/search.py
+-- from broadcaster/search/service.py
 CREATE TABLE IF NOT EXISTS search_rows (
     id INTEGER PRIMARY KEY,
     incident TEXT NOT NULL,
@@ -136,7 +136,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_pairs
     USING fts5(title, text, content='', tokenize='unicode61 remove_diacritics 0');
 CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
--- from broadcaster/api/metrics_api.py
+-- from broadcaster/accountability/promises.py
 CREATE TABLE IF NOT EXISTS interval_changes (
     incident TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -144,7 +144,7 @@ CREATE TABLE IF NOT EXISTS interval_changes (
     PRIMARY KEY (incident, seq)
 ) WITHOUT ROWID;
 
--- from broadcaster/drafts.py
+-- from broadcaster/timeline/drafts.py
 CREATE TABLE IF NOT EXISTS drafts (
     n INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -165,7 +165,7 @@ CREATE TABLE IF NOT EXISTS drafts (
 CREATE INDEX IF NOT EXISTS drafts_by_status ON drafts (status, n);
 CREATE INDEX IF NOT EXISTS drafts_by_entry ON drafts (incident, seq);
 
--- from channels/webhooks.py
+-- from channels/webhooks/send.py
 CREATE TABLE IF NOT EXISTS webhooks (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL,
@@ -203,7 +203,7 @@ CREATE TABLE IF NOT EXISTS sms_inbound (
 );
 CREATE INDEX IF NOT EXISTS sms_inbound_by_time ON sms_inbound (received_at);
 
--- from channels/outbox.py
+-- from channels/delivery/outbox.py
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,

@@ -20,13 +20,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .. import chain, markdown
 from ..clock import format_ts, now, parse_ts
 from ..errors import ConfigError, Conflict, NotFound, Unavailable
+from ..log import chain
 from ..log.records import creation_record
-from ..model import STATE_FIELDS, Actor, Entry, NewEntry
-from ..signing import Signer, b64url
-from ..timeline import (
+from ..log.signing import Signer, b64url
+from ..timeline import markdown
+from ..timeline.model import STATE_FIELDS, Actor, Entry, NewEntry
+from ..timeline.rules import (
     AppendCheck,
     AppendHook,
     Head,

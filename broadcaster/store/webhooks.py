@@ -1,8 +1,8 @@
 """Keep webhook endpoints, their health, and the listing of their deliveries.
 
 Rows come back as the database gives them (readable as ``row["column"]``);
-``channels.webhook_api`` turns them into what the API shows, and
-``channels.webhooks`` decides when an endpoint is disabled. Pausing or
+``channels.webhooks.api`` turns them into what the API shows, and
+``channels.webhooks.send`` decides when an endpoint is disabled. Pausing or
 disabling an endpoint holds its waiting deliveries in the same transaction;
 resuming releases them.
 """

@@ -23,9 +23,9 @@ import time
 from typing import Any
 
 from broadcaster.areas import DEFAULT_RANK, RANKS, key_of
-from broadcaster.model import Entry
 from broadcaster.settings import Settings
 from broadcaster.store import areas as store
+from broadcaster.timeline.model import Entry
 
 from .commands import Command
 from .delivery import AREA_EVENT, CHANNEL

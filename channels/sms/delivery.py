@@ -36,7 +36,7 @@ from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery
 from broadcaster.store.timeline import read_entries
 
-from ..outbox import Result
+from ..delivery.outbox import Result
 from .gateway import SmsGateway
 from .kannel import KannelGateway
 from .message import entry_message

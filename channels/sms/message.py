@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from broadcaster.errors import Unprocessable
-from broadcaster.model import NewEntry
 from broadcaster.settings import Settings
+from broadcaster.timeline.model import NewEntry
 
 from .. import i18n
 from .text import UCS2_PART, UCS2_SINGLE, compose, encoding_for, segments, septets, utf16_units

@@ -34,17 +34,17 @@ from aiohttp import web
 
 from broadcaster.api.common import incident_or_404, json_response
 from broadcaster.appkeys import DB, PUBLISHER, SETTINGS
-from broadcaster.auth import require
-from broadcaster.clientaddr import parse_address, proxied
+from broadcaster.auth.tokens import require
 from broadcaster.errors import BadRequest, NotFound, Unauthorized, Unprocessable, UnsupportedMedia
-from broadcaster.model import Entry
-from broadcaster.ratelimit import Limiter, shared_pacer, shared_window
 from broadcaster.settings import Settings
 from broadcaster.store import areas as areas_store
 from broadcaster.store import outbox as outbox_store
 from broadcaster.store import sms as store
+from broadcaster.timeline.model import Entry
+from broadcaster.web.clientaddr import parse_address, proxied
+from broadcaster.web.ratelimit import Limiter, shared_pacer, shared_window
 
-from ..outbox import outbox_of
+from ..delivery.outbox import outbox_of
 from .area_alerts import act_on_area, enqueue_area_sms, unknown_target
 from .commands import Command, parse
 from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url

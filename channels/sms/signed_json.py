@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from broadcaster.text import decode_bytes
 
-from ..webhooks import sign
+from ..webhooks.send import sign
 from .gateway import HttpSession, Outcome, SendResult
 from .numbers import E164_RE
 

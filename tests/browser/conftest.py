@@ -18,7 +18,7 @@ from aiohttp import web
 from playwright.async_api import Browser, async_playwright, expect
 
 from broadcaster.app import create_app
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT
 

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Browser, Page, expect
 
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from tests.browser.conftest import LiveServer
 
 TALL = {"width": 1000, "height": 2400}

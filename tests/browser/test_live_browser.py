@@ -7,10 +7,10 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, Route, expect
 
-from broadcaster.model import Actor, NewEntry
-from broadcaster.signing import Signer
+from broadcaster.log.signing import Signer
 from broadcaster.store import database_for
 from broadcaster.store.timeline import TimelineStore
+from broadcaster.timeline.model import Actor, NewEntry
 from tests.browser.conftest import LiveServer
 
 TALL = {"width": 1000, "height": 2400}

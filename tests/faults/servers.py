@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.app import create_app
-from broadcaster.auth import TOKENS
+from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
 
 

@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import bearer, make_token
 
 from broadcaster.app import create_app
-from broadcaster.fetch import fetch_timeline
+from broadcaster.log.fetch import fetch_timeline
+from broadcaster.log.verify_timeline import check_timeline
 from broadcaster.settings import Settings
-from broadcaster.verify import check_timeline
 
 SIZE = 16 * 1024 * 1024
 #: Space left free when the disk is "full": a few appends' worth of WAL pages.

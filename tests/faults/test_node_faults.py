@@ -35,8 +35,8 @@ from webhook_receiver import Receiver
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS
 from broadcaster.cli import main
+from broadcaster.log.signing import b64url
 from broadcaster.settings import Settings
-from broadcaster.signing import b64url
 from faults.clients import Follower, gapless
 
 pytestmark = pytest.mark.slow

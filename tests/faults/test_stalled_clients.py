@@ -1,7 +1,7 @@
 """Slow and stalled clients cannot exhaust the server or hold up anyone else.
 
 * A slowloris trickling request headers is closed after ``keepalive_timeout``
-  (``broadcaster.cli.SERVE_LIMITS``, shortened here) while other requests are
+  (``broadcaster.cli.serve.SERVE_LIMITS``, shortened here) while other requests are
   answered at once.
 * WebSocket readers that never read, and SSE readers that never read, are cut
   off once ``BROADCASTER_CLIENT_QUEUE`` frames wait for them (WebSocket: close
@@ -29,7 +29,7 @@ from serve_process import ServeProcess
 from test_webhooks import eventually
 
 from broadcaster.app import create_app
-from broadcaster.cli import SERVE_LIMITS
+from broadcaster.cli.serve import SERVE_LIMITS
 from broadcaster.settings import Settings
 from faults.clients import Follower, gapless
 

@@ -2,7 +2,7 @@
 
 Neither may hold up the other subscribers, and neither may make the worker
 read without bound: an attempt ends at ``BROADCASTER_DELIVERY_TIMEOUT`` (body
-included) and at most ``channels.webhooks.MAX_RESPONSE`` bytes are read.
+included) and at most ``channels.webhooks.send.MAX_RESPONSE`` bytes are read.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from webhook_receiver import Receiver
 
 from broadcaster.app import create_app
 from broadcaster.settings import Settings
-from channels.webhooks import MAX_RESPONSE
+from channels.webhooks.send import MAX_RESPONSE
 
 DELIVERY_TIMEOUT = 1
 ENTRIES = 3

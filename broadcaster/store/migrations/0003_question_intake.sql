@@ -1,5 +1,5 @@
 -- Questions: the source network and text fingerprint of pending questions, and the
--- per-incident counts of questions set aside (broadcaster/questions.py).
+-- per-incident counts of questions set aside (broadcaster/accountability/questions.py).
 CREATE TABLE question_sources (
     id TEXT PRIMARY KEY REFERENCES questions(id),
     incident TEXT NOT NULL,

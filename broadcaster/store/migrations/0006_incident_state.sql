@@ -1,4 +1,4 @@
--- The incident's state on the record (broadcaster/timeline.py, status entries):
+-- The incident's state on the record (broadcaster/timeline/rules.py, status entries):
 -- the current advice line, the key events editors pinned, and the state at creation
 -- (JSON), from which the state as of any entry is replayed (CAP, pages).
 ALTER TABLE incidents ADD COLUMN advice TEXT;

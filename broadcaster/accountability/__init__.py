@@ -1,0 +1,1 @@
+"""What the press office is held to: timeliness, key figures, questions, the audit log."""

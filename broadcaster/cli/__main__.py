@@ -1,0 +1,7 @@
+"""Let ``python -m broadcaster.cli ARGS`` run the ``broadcaster`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Personal data: detect it before publication, have the editor review it, redact it later."""

@@ -1,0 +1,1 @@
+"""Full-text search over published entries: the index hook, the query, the endpoint."""

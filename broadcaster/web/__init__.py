@@ -1,0 +1,1 @@
+"""HTTP plumbing: JSON errors, strict bodies, client addresses, rate limits, live caps."""

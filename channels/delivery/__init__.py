@@ -1,0 +1,1 @@
+"""The outbox and the worker that delivers it (SMS and webhooks)."""

@@ -1,0 +1,1 @@
+"""Atom, RSS and JSON Feed documents."""

@@ -1,0 +1,1 @@
+"""Live viewers: the hub's fan-out, WebSocket, SSE and store catch-up."""

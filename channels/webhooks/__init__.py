@@ -1,0 +1,1 @@
+"""Signed webhooks: the admin API, the sender, the SSRF guard."""
