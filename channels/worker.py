@@ -17,6 +17,15 @@ every ``POLL`` seconds: nothing waits longer than that for a wake-up. A lease
 lasts 1.5 times the per-attempt timeout plus 2 s, so a SIGKILLed worker's rows
 are sent again that long after it died. On a graceful stop, attempts still
 running after ``GRACE`` seconds are cancelled and rescheduled like failed ones.
+
+A live worker never lets another take what it is sending: every third of a
+lease it renews (one write job) the leases of all its attempts still sending
+or waiting for their result to be recorded, however long a busy store takes
+to record it. Results are recorded in batches: one write job for every result
+ready at that moment, not one per delivery, so a burst of sends costs the
+store a few transactions instead of one each (on PostgreSQL, where all nodes'
+write groups queue behind one lock, that queue is what delayed results past
+the lease).
 """
 
 from __future__ import annotations
@@ -36,9 +45,9 @@ from broadcaster.background import background
 from broadcaster.bus import Bus
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
-from broadcaster.store.outbox import Delivery, claim, depth, next_due
+from broadcaster.store.outbox import Delivery, claim, depth, next_due, renew
 
-from .outbox import OUTBOX, Outbox, Result, finish, outbox_of
+from .outbox import OUTBOX, Done, Outbox, Result, finish_all, outbox_of
 
 log = logging.getLogger(__name__)
 POLL = 0.5
@@ -70,6 +79,13 @@ class Worker:
         self.inflight: Counter[str] = Counter()
         self.busy: Counter[tuple[str, int]] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Attempts claimed and not yet recorded, by attempt id: their leases are renewed.
+        self._sending: dict[int, Delivery] = {}
+        self._ended: list[tuple[Done, asyncio.Future[str | None]]] = []
+        self._results = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._closing = False
         self._wake = asyncio.Event()
         self._claim_now = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -85,6 +101,8 @@ class Worker:
 
         self.outbox.set_waker(wake)
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+        self._recorder = asyncio.create_task(self._record_loop(), name="delivery-results")
+        self._renewer = asyncio.create_task(self._renew_loop(), name="delivery-leases")
 
     def wake(self) -> None:
         """Claim at once: rows were just committed in this process."""
@@ -130,11 +148,27 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._stop_helpers()
         for sender in self.outbox.senders.values():
             try:
                 await sender.close()
             except Exception:
                 log.exception("closing the %s sender failed", sender.channel)
+
+    async def _stop_helpers(self) -> None:
+        """Record the results still queued (up to ``GRACE`` s), then stop renewing leases."""
+        self._closing = True
+        self._results.set()
+        if self._recorder is not None:
+            done, _ = await asyncio.wait({self._recorder}, timeout=GRACE)
+            if not done:
+                self._recorder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._recorder
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
 
     async def _run(self) -> None:
         woken = True  # claim at once on start: rows may be due from before a restart
@@ -186,6 +220,7 @@ class Worker:
             )
         )
         for delivery in claimed:
+            self._sending[delivery.attempt_id] = delivery
             self.inflight[delivery.channel] += 1
             self.busy[(delivery.channel, delivery.target)] += 1
             task = asyncio.create_task(self._deliver(delivery), name=delivery.message_id)
@@ -195,6 +230,7 @@ class Worker:
 
     def _done(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._sending.pop(delivery.attempt_id, None)
         self.inflight[delivery.channel] -= 1
         key = (delivery.channel, delivery.target)
         self.busy[key] -= 1
@@ -216,21 +252,13 @@ class Worker:
         await self._finish(delivery, result, started)
 
     async def _finish(self, delivery: Delivery, result: Result, started: float) -> None:
+        """Queue the result for the next batch and wait until it is recorded."""
         duration_ms = int((time.monotonic() - started) * 1000)
-        sender = self.outbox.senders.get(delivery.channel)
-        try:
-            state = await self.db.write(
-                partial(
-                    finish,
-                    delivery=delivery,
-                    result=result,
-                    duration_ms=duration_ms,
-                    schedule=self.schedule,
-                    sender=sender,
-                )
-            )
-        except Exception:  # the lease expires and the delivery is tried again
-            log.exception("recording the result of %s failed", delivery.message_id)
+        recorded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._ended.append((Done(delivery, result, duration_ms), recorded))
+        self._results.set()
+        state = await recorded
+        if state is None:  # not recorded: the lease expires and the delivery is tried again
             return
         label = "retry" if state == "pending" else state
         self.metrics.deliveries.labels(delivery.channel, label).inc()
@@ -242,6 +270,51 @@ class Worker:
                 delivery.attempt,
                 result.error,
             )
+
+    async def _record_loop(self) -> None:
+        """Record every result ready at each moment in one write job, until closed and empty."""
+        while True:
+            await self._results.wait()
+            self._results.clear()
+            while self._ended:
+                batch, self._ended = self._ended, []
+                states = await self._record([done for done, _ in batch])
+                for (_, recorded), state in zip(batch, states, strict=True):
+                    if not recorded.done():
+                        recorded.set_result(state)
+            if self._closing:
+                return
+
+    async def _record(self, batch: list[Done]) -> list[str | None]:
+        """Record ``batch`` in one job; if that fails, each alone (one bad result fails alone)."""
+        try:
+            return list(await self.db.write(self._recorder_job(batch)))
+        except Exception:
+            if len(batch) == 1:
+                log.exception("recording the result of %s failed", batch[0].delivery.message_id)
+                return [None]
+        states: list[str | None] = []
+        for done in batch:
+            states += await self._record([done])
+        return states
+
+    def _recorder_job(self, batch: list[Done]) -> partial[list[str]]:
+        # a copy of the senders: the job runs on the writer thread
+        return partial(
+            finish_all, done=batch, schedule=self.schedule, senders=dict(self.outbox.senders)
+        )
+
+    async def _renew_loop(self) -> None:
+        """Every third of a lease, extend the leases of every attempt not yet recorded."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if not self._sending:
+                continue
+            until = time.time() + self.lease
+            try:
+                await self.db.write(partial(renew, attempt_ids=list(self._sending), until=until))
+            except Exception:  # the leases may lapse: another worker then sends again
+                log.exception("renewing %d delivery leases failed", len(self._sending))
 
     async def _update_depth(self) -> None:
         if time.monotonic() - self._depth_at < DEPTH_EVERY:

@@ -7,7 +7,8 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -21,12 +22,13 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from broadcaster.store.outbox import claim, enqueue
+from broadcaster.store.outbox import Delivery, claim, enqueue
 from broadcaster.store.pg_conn import dialect_of
-from channels.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
+from channels.outbox import MAX_RETRY_AFTER, Outbox, Result, finish_all, retry_delay
 from channels.worker import Worker
 
 settings = pytest.fixture(loopback_settings, name="settings")
+T = TypeVar("T")
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:
@@ -201,3 +203,80 @@ async def test_the_worker_stops_even_when_woken_at_that_moment(client: TestClien
         await asyncio.sleep(0.01)  # let it reach its wait
         worker.outbox.notify()
         await asyncio.wait_for(worker.stop(), TIMEOUT)
+
+
+class RecordingSender:
+    """A ``test`` channel sender that answers ok and remembers every message id it sent."""
+
+    channel = "test"
+    concurrency = 4
+    per_target = 1
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.first = asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> Result:
+        self.sent.append(delivery.message_id)
+        self.first.set()
+        return Result("ok")
+
+    def settle(self, conn: Any, delivery: Delivery, result: Result, state: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class SlowResults:
+    """The app's store, except that recording results waits for ``release`` (a busy writer)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.dialect = db.dialect
+        self.release = asyncio.Event()
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def write(self, job: Callable[[Any], T]) -> T:
+        if getattr(job, "func", None) is finish_all:
+            await self.release.wait()
+        return await self.db.write(job)
+
+    async def read(self, job: Callable[[Any], T]) -> T:
+        return await self.db.read(job)
+
+
+async def test_a_result_recorded_late_keeps_the_delivery_from_other_workers(
+    client: TestClient,
+) -> None:
+    """While a live worker's result waits on a busy store past its lease, nobody sends again."""
+    db = client.app[DB]
+    await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
+    slow, outbox, sender = SlowResults(db), Outbox(), RecordingSender()
+    outbox.senders["test"] = sender
+    worker = Worker(slow, outbox, Metrics(), schedule=(0,), timeout=1, poll=60)
+    worker.lease = 0.3
+    worker.start()
+    try:
+        await asyncio.wait_for(sender.first.wait(), TIMEOUT)
+        await asyncio.sleep(1)  # the lease is wall-clock time in the database: three of them
+        # Another node's worker claiming now finds the row still leased to the live sender.
+        assert await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), 30)) == []
+    finally:
+        slow.release.set()
+        await worker.stop()
+
+    def attempts(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT d.state, a.outcome FROM deliveries d"
+            " JOIN delivery_attempts a ON a.delivery = d.id ORDER BY a.n"
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    assert await db.read(attempts) == [("delivered", "ok")]
+    assert sender.sent == ["msg_1"]

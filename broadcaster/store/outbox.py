@@ -24,6 +24,9 @@ from typing import Any
 from ..clock import format_ts, now
 from .pg_conn import dialect_of
 
+#: Attempts renewed per statement (well under SQLite's bound on parameters).
+RENEW_CHUNK = 500
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -162,6 +165,24 @@ def _start(conn: Any, row: Any, until: float, stamp: str) -> Delivery:
         attempt_id=attempt_id,
         created_at=row["created_at"],
     )
+
+
+def renew(conn: Any, attempt_ids: list[int], until: float) -> None:
+    """Extend the leases of deliveries whose given attempts are still ``sending``.
+
+    A worker renews what it sends or is still recording, so a lease lapses only
+    when its worker stops renewing it (a crash), never while a slow store
+    delays a result: another worker then never claims a row that is being sent.
+    """
+    for start in range(0, len(attempt_ids), RENEW_CHUNK):
+        chunk = attempt_ids[start : start + RENEW_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            "UPDATE deliveries SET leased_until = ? WHERE state = 'pending' AND id IN"
+            f" (SELECT delivery FROM delivery_attempts WHERE id IN ({marks})"
+            " AND outcome = 'sending')",
+            (until, *chunk),
+        )
 
 
 def record(
