@@ -23,9 +23,9 @@ lease it renews (one write job) the leases of all its attempts still sending
 or waiting for their result to be recorded, however long a busy store takes
 to record it. Results are recorded in batches: one write job for every result
 ready at that moment, not one per delivery, so a burst of sends costs the
-store a few transactions instead of one each (on PostgreSQL, where all nodes'
-write groups queue behind one lock, that queue is what delayed results past
-the lease).
+store a few transactions instead of one each. A renewal still queues behind
+the node's other write jobs: if that queue grows longer than a lease, another
+worker may take the row.
 """
 
 from __future__ import annotations
