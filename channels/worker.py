@@ -18,14 +18,19 @@ lasts 1.5 times the per-attempt timeout plus 2 s, so a SIGKILLed worker's rows
 are sent again that long after it died. On a graceful stop, attempts still
 running after ``GRACE`` seconds are cancelled and rescheduled like failed ones.
 
-A live worker never lets another take what it is sending: every third of a
-lease it renews (one write job) the leases of all its attempts still sending
-or waiting for their result to be recorded, however long a busy store takes
-to record it. Results are recorded in batches: one write job for every result
-ready at that moment, not one per delivery, so a burst of sends costs the
-store a few transactions instead of one each. A renewal still queues behind
-the node's other write jobs: if that queue grows longer than a lease, another
-worker may take the row.
+A live worker never lets another take what it is sending, however long a
+busy store takes to record its results: each lease names its worker, and a
+lapsed lease is taken over only from a worker that no longer holds its lock
+(``broadcaster.store.workers``: a PostgreSQL session lock or a file lock, both
+released when the process dies, however it dies). So a row is sent again only
+after its worker died (or, on PostgreSQL, lost its session for longer than a
+lease), and a worker alive but stuck keeps its rows until it is stopped.
+Every third of a lease the worker checks its lock (taking it again if its
+session was cut) and renews the leases of its attempts still sending or
+waiting for their result (one write job), which keep the rows meanwhile.
+Results are recorded in batches: one write job for every result ready at that
+moment, not one per delivery, so a burst of sends costs the store a few
+transactions instead of one each.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from broadcaster.bus import Bus
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery, claim, depth, next_due, renew
+from broadcaster.store.workers import Presence, hold
 
 from .outbox import OUTBOX, Done, Outbox, Result, finish_all, outbox_of
 
@@ -85,6 +91,8 @@ class Worker:
         self._results = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        #: This worker's lock, proof of life: while it is held nobody else takes its rows.
+        self._presence: Presence | None = None
         self._closing = False
         self._wake = asyncio.Event()
         self._claim_now = False
@@ -149,6 +157,8 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._stop_helpers()
+        if self._presence is not None:  # last: its lapsed leases may now be taken over
+            await asyncio.to_thread(self._presence.release)
         for sender in self.outbox.senders.values():
             try:
                 await sender.close()
@@ -178,10 +188,12 @@ class Worker:
             due = None
             claimed: list[Delivery] = []
             try:
+                if self._presence is None:  # leases name this worker: be seen alive first
+                    self._presence = await hold(self.db)
                 if not woken:  # a poll or a nudge: a cheap read first, a claim only when due
                     due = await self.db.read(next_due)
                 if woken or (due is not None and due <= time.time()):
-                    claimed = await self._claim()
+                    claimed = await self._claim(self._presence.owner)
                 await self._update_depth()
             except Exception:  # the store is unavailable: try again on the next poll
                 log.exception("claiming deliveries failed")
@@ -208,15 +220,21 @@ class Worker:
             for channel, sender in self.outbox.senders.items()
         }
 
-    async def _claim(self) -> list[Delivery]:
+    async def _claim(self, owner: int) -> list[Delivery]:
         free = self._free()
         if not any(slots > 0 for slots in free.values()):
             return []
         per_target = {c: s.per_target for c, s in self.outbox.senders.items()}
         claimed = await self.db.write(
-            # a copy: the job runs on the writer thread while tasks finish here
+            # copies: the job runs on the writer thread while tasks finish here
             partial(
-                claim, free=free, per_target=per_target, busy=Counter(self.busy), lease=self.lease
+                claim,
+                free=free,
+                per_target=per_target,
+                busy=Counter(self.busy),
+                lease=self.lease,
+                owner=owner,
+                sending={delivery.id for delivery in self._sending.values()},
             )
         )
         for delivery in claimed:
@@ -305,9 +323,15 @@ class Worker:
         )
 
     async def _renew_loop(self) -> None:
-        """Every third of a lease, extend the leases of every attempt not yet recorded."""
+        """Every third of a lease, check this worker's lock and extend the leases of every
+        attempt not yet recorded."""
         while True:
             await asyncio.sleep(self.lease / 3)
+            if self._presence is not None:
+                try:
+                    await asyncio.to_thread(self._presence.check)
+                except Exception:  # the leases still keep the rows a while
+                    log.exception("delivery worker %d cannot hold its lock", self._presence.owner)
             if not self._sending:
                 continue
             until = time.time() + self.lease

@@ -22,8 +22,9 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from broadcaster.store.outbox import Delivery, claim, enqueue
+from broadcaster.store.outbox import Delivery, claim, enqueue, renew
 from broadcaster.store.pg_conn import dialect_of
+from broadcaster.store.workers import Presence, hold
 from channels.outbox import MAX_RETRY_AFTER, Outbox, Result, finish_all, retry_delay
 from channels.worker import Worker
 
@@ -228,22 +229,22 @@ class RecordingSender:
         pass
 
 
-class SlowResults:
-    """The app's store, except that recording results waits for ``release`` (a busy writer)."""
+class BusyStore:
+    """The app's store, except that results and lease renewals wait for ``release``.
+
+    This is a writer queue backlogged for longer than a lease: everything the
+    worker writes after its claim waits behind other nodes' and clients' jobs.
+    """
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.dialect = db.dialect
         self.release = asyncio.Event()
 
-    async def open(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
+    def __getattr__(self, name: str) -> Any:  # dialect, path, connect: the real store's
+        return getattr(self.db, name)
 
     async def write(self, job: Callable[[Any], T]) -> T:
-        if getattr(job, "func", None) is finish_all:
+        if getattr(job, "func", None) in (finish_all, renew):
             await self.release.wait()
         return await self.db.write(job)
 
@@ -251,24 +252,24 @@ class SlowResults:
         return await self.db.read(job)
 
 
-async def test_a_result_recorded_late_keeps_the_delivery_from_other_workers(
+async def test_a_live_worker_keeps_its_delivery_however_long_the_store_takes(
     client: TestClient,
 ) -> None:
-    """While a live worker's result waits on a busy store past its lease, nobody sends again."""
+    """While a live worker's result and renewals wait past its lease, nobody sends again."""
     db = client.app[DB]
     await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
-    slow, outbox, sender = SlowResults(db), Outbox(), RecordingSender()
+    busy, outbox, sender = BusyStore(db), Outbox(), RecordingSender()
     outbox.senders["test"] = sender
-    worker = Worker(slow, outbox, Metrics(), schedule=(0,), timeout=1, poll=60)
+    worker = Worker(busy, outbox, Metrics(), schedule=(0,), timeout=1, poll=60)
     worker.lease = 0.3
     worker.start()
     try:
         await asyncio.wait_for(sender.first.wait(), TIMEOUT)
         await asyncio.sleep(1)  # the lease is wall-clock time in the database: three of them
-        # Another node's worker claiming now finds the row still leased to the live sender.
+        # Another node's worker claiming now finds the row still held by the live sender.
         assert await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), 30)) == []
     finally:
-        slow.release.set()
+        busy.release.set()
         await worker.stop()
 
     def attempts(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -280,3 +281,32 @@ async def test_a_result_recorded_late_keeps_the_delivery_from_other_workers(
 
     assert await db.read(attempts) == [("delivered", "ok")]
     assert sender.sent == ["msg_1"]
+
+
+async def test_a_lapsed_lease_passes_from_a_dead_worker_only(client: TestClient) -> None:
+    """Past their leases, a stopped worker's row is claimed again, a live worker's is not;
+    the live worker itself takes its row back once it no longer sends it."""
+    db = client.app[DB]
+    for target in (1, 2):
+        await db.write(lambda c, t=target: enqueue(c, "test", t, "entry.created", "i", 1))
+    alive, gone, other = [await hold(db) for _ in range(3)]
+
+    def take(presence: Presence, lease: float, sending: tuple[int, ...] = ()) -> Any:
+        return lambda c: claim(
+            c, {"test": 1}, {"test": 1}, Counter(), lease, owner=presence.owner, sending=sending
+        )
+
+    try:
+        [kept] = await db.write(take(alive, 0.2))
+        [lost] = await db.write(take(gone, 0.2))
+        await asyncio.to_thread(gone.release)  # as its process dying would
+        await asyncio.sleep(0.25)  # both leases lapse
+        [again] = await db.write(take(other, 30))
+        assert (again.id, again.attempt) == (lost.id, 2)
+        assert await db.write(take(other, 30)) == []
+        assert await db.write(take(alive, 30, sending=(kept.id,))) == []
+        [back] = await db.write(take(alive, 30))  # e.g. recording its result failed
+        assert (back.id, back.attempt) == (kept.id, 2)
+    finally:
+        for presence in (alive, gone, other):
+            await asyncio.to_thread(presence.release)
