@@ -74,17 +74,25 @@ _CLAIM = (
     f" AS rn FROM deliveries d WHERE {_SQLITE_DUE.format(d='')}) AS due"
     " WHERE rn <= :per_target ORDER BY next_at, id LIMIT :limit"
 )
-#: The same on PostgreSQL, which locks no row of a window query: the rows are
-#: locked by id, skipping those another claim holds, and re-checked once locked.
-#: The worker's rows in flight count against ``per_target`` here, so that the
-#: query returns (and locks) exactly the rows claimed, no more.
-_PG_CLAIM = (
-    "SELECT d.* FROM deliveries d WHERE d.id IN (SELECT id FROM (SELECT id, target,"
+#: The same on PostgreSQL, in two statements. PostgreSQL locks no row of a window
+#: query, and joined with one (to lock by id) it may plan a nested loop that
+#: computes the window again for every due row: 50 s for 10,000 rows whose
+#: statistics autovacuum has not gathered yet, every other write of the site
+#: waiting. So the ids are picked first (a window over one table, linear
+#: whatever the statistics), then their rows are locked by primary key,
+#: skipping those another claim holds, and re-checked once locked. The
+#: worker's rows in flight count against ``per_target`` here, so that the rows
+#: picked are exactly those it may claim.
+_PG_PICK = (
+    "SELECT id FROM (SELECT id, target, next_at,"
     " ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id) AS rn"
     f" FROM deliveries WHERE {_PG_DUE.format(d='')}) AS due LEFT JOIN"
     " (SELECT UNNEST(CAST(:busy_targets AS BIGINT[])) AS target,"
     " UNNEST(CAST(:busy_counts AS INTEGER[])) AS n) AS busy USING (target)"
-    " WHERE rn + COALESCE(busy.n, 0) <= :per_target)"
+    " WHERE rn + COALESCE(busy.n, 0) <= :per_target ORDER BY next_at, id LIMIT :picks"
+)
+_PG_LOCK = (
+    "SELECT d.* FROM deliveries d WHERE d.id = ANY(CAST(:ids AS BIGINT[]))"
     f" AND {_PG_DUE.format(d='d.')}"
     " ORDER BY d.next_at, d.id LIMIT :slots FOR UPDATE SKIP LOCKED"
 )
@@ -151,7 +159,10 @@ def claim(
                 "live": live,
                 "sending": mine,
             }
-            rows = conn.execute(_PG_CLAIM, params | {"slots": slots}).fetchall()
+            # Twice the slots: some may be locked by another claim by the time they are.
+            picked = conn.execute(_PG_PICK, params | {"picks": slots * 2}).fetchall()
+            params["ids"] = [row[0] for row in picked]
+            rows = conn.execute(_PG_LOCK, params | {"slots": slots}).fetchall()
         else:
             params |= {"live": json.dumps(live), "sending": json.dumps(mine)}
             rows = conn.execute(_CLAIM, params | {"limit": slots * 2 + len(busy)}).fetchall()
