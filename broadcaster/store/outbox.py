@@ -270,12 +270,17 @@ def state_of(conn: Any, delivery_id: int, channel: str | None = None) -> str | N
     return row[0] if row else None
 
 
-def set_state(conn: Any, delivery_id: int, state: str) -> None:
-    """Set a delivery's state from outside the worker (a gateway's report); end its lease."""
+def advance(
+    conn: Any, delivery_id: int, channel: str, state: str, before: Collection[str]
+) -> None:
+    """Move a delivery of ``channel`` to ``state`` if it is now in one of ``before`` (a
+    gateway's report: states only go forward), ending its lease; one statement, nothing
+    read back, so a report costs the writer no round trip."""
+    marks = ",".join("?" * len(before))
     conn.execute(
         "UPDATE deliveries SET state = ?, leased_until = NULL, leased_by = NULL, updated_at = ?"
-        " WHERE id = ?",
-        (state, format_ts(now()), delivery_id),
+        f" WHERE id = ? AND channel = ? AND state IN ({marks})",
+        (state, format_ts(now()), delivery_id, channel, *before),
     )
 
 
