@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -115,14 +116,23 @@ class PgPresence:
         self.db = db
         self.owner = owner
         self._conn: PgConnection | None = None
+        self._guard = threading.Lock()  # a check may still run in its thread during a stop
 
     def check(self) -> None:
+        with self._guard:
+            self._check()
+
+    def release(self) -> None:
+        with self._guard:
+            self._release()
+
+    def _check(self) -> None:
         if self._conn is not None and not self._conn.broken:
             try:
                 self._conn.execute("SELECT 1").fetchone()  # also keeps an idle session alive
                 return
             except Exception:  # noqa: BLE001 - the session is gone: open another
-                self.release()
+                self._release()
         conn = self.db.connect(autocommit=True)
         try:
             for setting in _KEEPALIVES:
@@ -135,7 +145,7 @@ class PgPresence:
             raise
         self._conn = conn
 
-    def release(self) -> None:
+    def _release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()  # the session ends: PostgreSQL drops its locks
@@ -149,13 +159,22 @@ class FilePresence:
         self.path = directory / f"{owner}.lock"
         self.owner = owner
         self._fd: int | None = None
+        self._guard = threading.Lock()  # a check may still run in its thread during a stop
 
     def check(self) -> None:
+        with self._guard:
+            self._check()
+
+    def release(self) -> None:
+        with self._guard:
+            self._release()
+
+    def _check(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
                     return
-            self.release()  # the file was removed under us: lock a new one
+            self._release()  # the file was removed under us: lock a new one
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Locked under another name, then renamed: the file is never seen unlocked.
         making = self.path.with_suffix(f".{os.getpid()}.new")
@@ -168,7 +187,7 @@ class FilePresence:
             raise
         self._fd = fd
 
-    def release(self) -> None:
+    def _release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
