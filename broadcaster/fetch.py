@@ -16,6 +16,7 @@ from .errors import BroadcasterError
 from .log import tiles
 from .log.checkpoint import parse_checkpoint
 from .log.note import NoteError, parse_note
+from .text import decode_bytes
 
 PAGE = 1000
 
@@ -48,7 +49,7 @@ async def _get_bytes(session: aiohttp.ClientSession, url: str) -> bytes:
 
 async def fetch_log(session: aiohttp.ClientSession, base: str) -> tuple[str, list[bytes]]:
     """Return the log's checkpoint (as served, with cosignatures) and every leaf it covers."""
-    text = (await _get_bytes(session, f"{base}/log/checkpoint")).decode("utf-8", "replace")
+    text = decode_bytes(await _get_bytes(session, f"{base}/log/checkpoint"))
     try:
         size = parse_checkpoint(parse_note(text).text).size
     except NoteError as exc:

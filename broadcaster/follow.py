@@ -16,25 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
-import re
 import sys
 import unicodedata
 from collections.abc import Callable
-from html import unescape
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
+from .backoff import Backoff
 from .clock import parse_ts
+from .text import html_to_text
 
 MAX_FRAME = 4 * 1024 * 1024
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
-_TAG = re.compile(r"<[^>]*>")
-_BLOCK_END = re.compile(r"</(p|li|h[1-6]|blockquote|pre)>|<br\s*/?>", re.IGNORECASE)
 
 
 class CannotFollow(Exception):
@@ -53,7 +50,11 @@ def ws_url(base_url: str, incident_id: str, after: int) -> str:
 
 def plain_text(html: str) -> str:
     """Return ``html`` as one line of text without tags or control characters."""
-    text = unescape(_TAG.sub("", _BLOCK_END.sub(" ", html)))
+    return printable(html_to_text(html))
+
+
+def printable(text: str) -> str:
+    """Return ``text`` on one line with no character a terminal could act on (escapes, bidi)."""
     text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
     return " ".join(text.split())
 
@@ -65,14 +66,9 @@ def format_entry(entry: dict[str, Any]) -> str:
     except (KeyError, ValueError):
         when = "?"
     author = entry.get("author") or {}
-    department = plain_text(str(author.get("department") or "-"))
+    department = printable(str(author.get("department") or "-"))
     text = plain_text(str(entry.get("html") or ""))
     return f"#{entry.get('seq')}  {when}  {entry.get('kind')}  {department}  {text}"
-
-
-def backoff(attempt: int, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> float:
-    """Return a delay for reconnect ``attempt`` (0-based): full jitter under a doubling cap."""
-    return random.uniform(0, min(cap, first * 2 ** min(attempt, 30)))
 
 
 async def follow(
@@ -87,7 +83,7 @@ async def follow(
 ) -> None:
     """Print entries of ``incident_id`` forever, reconnecting as needed; raise ``CannotFollow``."""
     last = after
-    attempt = 0
+    backoff = Backoff(first_delay, MAX_DELAY, jitter=1.0)
     greeted = False
     while True:
         url = ws_url(base_url, incident_id, last)
@@ -96,9 +92,9 @@ async def follow(
                 async for raw in ws:
                     frame = json.loads(raw)
                     if frame.get("type") == "hello":
-                        attempt = 0
+                        backoff.succeeded()
                         if not greeted:
-                            title = plain_text(str(frame["incident"].get("title", "")))
+                            title = printable(str(frame["incident"].get("title", "")))
                             print(f"== {title} ({incident_id}), live", file=out, flush=True)
                             greeted = True
                     elif frame.get("type") == "entry":
@@ -120,8 +116,7 @@ async def follow(
             raise CannotFollow(str(exc)) from None
         except (OSError, TimeoutError, WebSocketException, ValueError, KeyError, TypeError) as exc:
             reason = f"connection lost: {exc or type(exc).__name__}"
-        delay = backoff(attempt, first_delay)
-        attempt += 1
+        delay = backoff.failed()
         print(f"-- {reason}; reconnecting in {delay:.1f} s", file=err, flush=True)
         await sleep(delay)
 

@@ -18,13 +18,14 @@ read or appended (reader threads, the writer thread), and is cached.
 
 from __future__ import annotations
 
-import html as _html
 import re
 from functools import lru_cache
 
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
+
+from .text import html_to_text
 
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 MAX_NESTING = 20
@@ -78,10 +79,8 @@ def render(body: str) -> str:
 
 
 def plain(body: str, limit: int | None = None) -> str:
-    """Return the text of ``body`` without markup, whitespace collapsed, cut to ``limit``."""
-    text = nh3.clean(render(body), tags=set())
-    text = " ".join(text.split())
-    text = _html.unescape(text)
+    """Return the text of ``body`` without markup, on one line, cut to ``limit``."""
+    text = html_to_text(render(body))
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)].rstrip() + "…"
     return text

@@ -9,13 +9,13 @@ is published on the bus exactly once, after it is durable.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .bus import Bus
+from .bus_message import EntryMessage, encode
 from .metrics import Metrics
 from .model import Actor, Entry, NewEntry
 from .store.contract import Store
@@ -26,15 +26,6 @@ log = logging.getLogger(__name__)
 #: A pre-publication review: ``review(new, options, actor) -> new``. ``options``
 #: holds the request's review answers (``mask``, ``acknowledge``).
 Review = Callable[[NewEntry, dict[str, Any], Actor], NewEntry]
-
-
-def incident_topic(incident_id: str) -> str:
-    return "incident:" + incident_id
-
-
-def entry_message(entry: Entry) -> str:
-    """Return the WebSocket/bus frame for an entry, built from its cached JSON."""
-    return '{"type":"entry","entry":' + entry.to_json() + "}"
 
 
 class Publisher:
@@ -79,10 +70,7 @@ class Publisher:
 
     async def announce(self, entry: Entry) -> None:
         """Publish a committed entry; a bus failure is logged, never un-acknowledged."""
-        frame = entry_message(entry)
-        meta: dict[str, Any] = {"t": time.time()}
-        stamped = json.dumps(meta) + "\n" + frame
         try:
-            await self.bus.publish(incident_topic(entry.incident), stamped)
+            await self.bus.publish(*encode(EntryMessage.of(entry, published=time.time())))
         except Exception as exc:  # the entry is durable; other nodes catch up from the store
             log.warning("publishing %s#%s on the bus failed: %s", entry.incident, entry.seq, exc)

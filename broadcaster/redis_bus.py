@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,7 +36,10 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .bus import RESUBSCRIBED, LocalListeners
+from .backoff import Backoff
+from .bus import LocalListeners
+from .bus_message import Resubscribed, encode
+from .text import decode_bytes
 
 log = logging.getLogger(__name__)
 
@@ -126,39 +128,38 @@ class RedisBus(LocalListeners):
         except Exception:  # any failure means "not ready"; readyz shows it
             return False
 
-    async def publish(self, topic: str, message: str) -> None:
-        """Publish ``message``; raise the client's error when Redis cannot take it.
+    async def publish(self, topic: str, text: str) -> None:
+        """Publish ``text``; raise the client's error when Redis cannot take it.
 
         While this node is not subscribed (Redis down), the message goes to this
         node's listeners directly, so its own viewers stay sub-second; other
         nodes' viewers get it from the store (``channels.catchup``).
         """
         if not self._live.is_set():
-            self.deliver_locally(topic, message)
+            self.deliver_locally(topic, text)
             raise ConnectionError("the Redis bus is not connected; delivered on this node only")
         async with self._publishing:
             try:
-                await self._client.publish(self.prefix + topic, message)
+                await self._client.publish(self.prefix + topic, text)
             except Exception:
-                self.deliver_locally(topic, message)
+                self.deliver_locally(topic, text)
                 raise
 
     async def _read_forever(self) -> None:
-        delay = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX, jitter=0.5)
         while not self._closing:
             try:
                 await self._read_subscription()
             except Exception as exc:  # whatever broke, the cure is a fresh subscription
                 if self._live.is_set():
                     log.warning("Redis bus subscription lost (%s); reconnecting", exc)
-                    delay = BACKOFF_MIN
+                    backoff.succeeded()
                 else:
-                    log.debug("Redis bus cannot subscribe (%s); retry in %.2f s", exc, delay)
+                    log.debug("Redis bus cannot subscribe (%s); retrying", exc)
             self._live.clear()
             if self._closing:
                 return
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.failed())
 
     async def _read_subscription(self) -> None:
         pubsub: PubSub = self._client.pubsub()
@@ -189,16 +190,13 @@ class RedisBus(LocalListeners):
             self._live.set()
             if self._subscribed_before:  # messages may have been lost meanwhile
                 log.info("Redis bus subscribed again; live clients resync")
-                self.deliver_locally(RESUBSCRIBED, "")
+                self.deliver_locally(*encode(Resubscribed()))
             self._subscribed_before = True
         elif kind == "pmessage":
             try:
-                channel, data = _text(message["channel"]), _text(message["data"])
+                channel = decode_bytes(message["channel"], errors="strict")
+                data = decode_bytes(message["data"], errors="strict")
             except UnicodeDecodeError:  # not ours: our publishers only send UTF-8
                 log.warning("Redis bus skipped a message that is not UTF-8")
                 return
             self.deliver_locally(channel[len(self.prefix) :], data)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -31,12 +31,10 @@ clean-up VACUUMs the table.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import nh3
 from aiohttp import web
 
 from .api.common import incident_or_404, json_response, query_int
@@ -48,22 +46,18 @@ from .model import Entry
 from .search_query import DEFAULT_LIMIT, clean_query, run_search
 from .store import search as search_store
 from .store.contract import JobDatabase as Database
+from .text import html_to_text
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
 
 
-def visible_text(entry_html: str) -> str:
-    """Return the text a reader sees in ``entry_html``, white space collapsed."""
-    return " ".join(html.unescape(nh3.clean(entry_html, tags=set())).split())
-
-
 def index_entry(conn: Any, title: str, entry: Entry) -> None:
     """Add a committed entry to the index (inside the caller's transaction)."""
     if entry.redacted:
         return
-    text = visible_text(entry.html)
+    text = html_to_text(entry.html)
     if not text.strip():
         return
     search_store.index(conn, entry.incident, entry.seq, entry.record["posted_at"], title, text)

@@ -14,8 +14,10 @@ base64url; a key given in configuration is never written to disk.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +92,9 @@ class Signer:
                     "BROADCASTER_SIGNING_KEY must be a 32-byte Ed25519 seed in base64url"
                 ) from None
         path = data_dir / "signing.key"
-        if path.exists():
-            return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
-        private = Ed25519PrivateKey.generate()
-        raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return cls(private)
+        if not path.exists():
+            _create_key_file(path)
+        return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
 
     def sign(self, incident: str, seq: int, head_hash: str, signed_at: str) -> dict[str, Any]:
         body = {
@@ -149,3 +144,32 @@ def verify_checkpoint(checkpoint: dict[str, Any], keys: dict[str, Any]) -> str |
     except (InvalidSignature, ValueError):
         return "checkpoint signature does not verify"
     return None
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` unless another process gets there first.
+
+    ``serve`` and ``worker`` started together on a new data directory both
+    arrive here. The key is written and synced under a name of this process's
+    own, then hard-linked into place: the link appears complete or not at all,
+    and fails if the other process's key is already there, which is then the
+    one both use.
+    """
+    raw = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+    )
+    fd, temporary = tempfile.mkstemp(prefix=".signing.key.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -41,6 +41,7 @@ from aiohttp import web
 
 from .appkeys import DB, SETTINGS, SIGNER
 from .background import background
+from .backoff import backoff_delay
 from .errors import NotFound, Unavailable
 from .log import tiles
 from .log.checkpoint import Checkpoint, sign_checkpoint
@@ -153,7 +154,7 @@ class Submitter:
                 return
             failures = self.failures.get(name, 0) + 1
             self.failures[name] = failures
-            delay = min(MAX_BACKOFF, WITNESS_TIMEOUT * 2 ** (failures - 1))
+            delay = backoff_delay(failures, first=WITNESS_TIMEOUT, cap=MAX_BACKOFF)
             self.retry_at[name] = time.monotonic() + delay
             level = logging.ERROR if exc.status in (403, 409, 422) else logging.WARNING
             log.log(level, "witness %s refused or failed size %d: %s", name, size, exc)

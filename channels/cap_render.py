@@ -32,7 +32,8 @@ from typing import Any
 
 from lxml import etree
 
-from channels.feed_render import entry_label, entry_url, html_to_text, xml_safe
+from broadcaster.text import html_to_text, xml_safe
+from channels.feed_render import entry_label, entry_url
 from channels.i18n import change_text
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"

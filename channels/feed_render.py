@@ -28,12 +28,10 @@ Trade-offs:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +39,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
+from broadcaster.text import html_to_text, xml_safe
 from broadcaster.timeline import notice_text
 from channels.i18n import change_text
 
@@ -48,9 +47,6 @@ TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 TITLE_CHARS = 40
 FIGURE_KEYS = ("deaths", "injured", "missing", "evacuated", "sheltered", "rescued", "affected")
-
-_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-_SPACES = re.compile(r"\s+")
 
 KINDS = ("update", "correction", "status", "redaction", "answer")
 _KIND_LABELS = {
@@ -77,10 +73,6 @@ _CORRECTED = {
     "zh-CN": ("【已更正】", "本条已更正，见 {}。"),
     "en": ("[Corrected] ", "This update was corrected: see {}."),
 }
-_BLOCK_TAGS = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "blockquote", "pre", "table", "tr", "hr"}
-    | {f"h{level}" for level in range(1, 7)}
-)
 
 
 @dataclass(frozen=True)
@@ -118,47 +110,6 @@ class _Item:
     author: str
     tombstone: _Tombstone | None
     entry: Mapping[str, Any]
-
-
-def xml_safe(text: str | None) -> str:
-    """Return ``text`` without the characters XML 1.0 cannot carry at all."""
-    return _XML_ILLEGAL.sub("", text or "")
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self._skip = max(0, self._skip - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_to_text(html: str | None, *, keep_lines: bool = False) -> str:
-    """Return the visible text of an html fragment, whitespace collapsed.
-
-    With ``keep_lines`` block elements stay on lines of their own; otherwise everything is
-    one line. The result is XML-safe.
-    """
-    parser = _TextExtractor()
-    parser.feed(xml_safe(html))
-    parser.close()
-    lines = (_SPACES.sub(" ", line).strip() for line in "".join(parser.parts).split("\n"))
-    return ("\n" if keep_lines else " ").join(line for line in lines if line)
 
 
 def entry_url(public_url: str, incident_id: str, seq: int) -> str:

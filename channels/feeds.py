@@ -25,11 +25,8 @@ bus update.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import hashlib
-import json
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,14 +39,14 @@ from aiohttp import web
 
 from broadcaster.appkeys import BUS, DB, SETTINGS
 from broadcaster.background import background
+from broadcaster.bus import listen_forever
+from broadcaster.bus_message import BusMessage, EntryMessage
 from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.markdown import plain
 from broadcaster.store import pages as pages_data
 
 from .feed_render import FeedSource, render_atom, render_json_feed, render_rss
-
-log = logging.getLogger(__name__)
 
 FRESH = 1.0
 INCIDENT_LIMIT = 200
@@ -337,26 +334,14 @@ async def global_feed(request: web.Request) -> web.Response:
 
 
 async def follow_bus(app: web.Application) -> None:
-    """Move heads forward from the bus; reconnect with backoff if it fails."""
+    """Move heads forward from the bus (the periodic refresh covers what it loses)."""
     heads = app[FEEDS].heads
-    delay = 0.5
-    while True:
-        try:
-            async with app[BUS].listen() as messages:
-                delay = 0.5
-                async for topic, message in messages:
-                    if not topic.startswith("incident:"):
-                        continue
-                    _, _, frame = message.partition("\n")
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        entry = json.loads(frame)["entry"]
-                        heads.note(entry["incident"], int(entry["seq"]), entry["hash"])
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the periodic refresh keeps feeds correct meanwhile
-            log.warning("feeds lost the bus; retrying in %.1f s", delay, exc_info=True)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+
+    async def note(message: BusMessage) -> None:
+        if isinstance(message, EntryMessage):
+            heads.note(message.incident, message.seq, message.hash)
+
+    await listen_forever(app[BUS], note, name="the feeds")
 
 
 async def _bus_task(app: web.Application) -> AsyncIterator[None]:

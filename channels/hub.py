@@ -1,14 +1,15 @@
 """Fan committed entries out to this node's live connections, in order, never waiting.
 
-One task per node listens on the bus (``bus.listen()``) and hands each
-message to the local subscriptions of its incident. The publisher serialised
-the frame once; the hub reads its ``seq`` once per message and every
-subscription gets the same object, whose transport encodings (a WebSocket
-frame, an SSE event as an HTTP chunk) are also built once and shared. Live
-viewers of either transport (``channels.direct``) get those bytes written
-to their socket by the hub itself, with no coroutine woken per viewer; the
-hub serves them in slices, so one message to 10,000 viewers does not hold
-the event loop for its whole fan-out.
+One task per node listens on the bus (``broadcaster.bus.listen_forever``) and
+hands each message to the local subscriptions of its incident. The publisher
+serialised the frame once; the hub decodes each message once
+(``broadcaster.bus_message``) and every subscription gets the same object,
+whose transport encodings (a WebSocket frame, an SSE event as an HTTP chunk)
+are also built once and shared. Live viewers of either transport
+(``channels.direct``) get those bytes written to their socket by the hub
+itself, with no coroutine woken per viewer; the hub serves them in slices, so
+one message to 10,000 viewers does not hold the event loop for its whole
+fan-out.
 
 There's no backpressure. The hub never awaits a client: it calls
 ``Subscription.deliver``, which either hands the frame to the socket at once or
@@ -36,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -46,24 +45,22 @@ from aiohttp import web
 
 from broadcaster.appkeys import BUS, METRICS, SETTINGS, STORE
 from broadcaster.background import background
-from broadcaster.bus import Bus
+from broadcaster.bus import Bus, listen_forever
+from broadcaster.bus_message import (
+    BusMessage,
+    EntryMessage,
+    Resubscribed,
+    entry_frame,
+    entry_json,
+)
 from broadcaster.metrics import Metrics
 from broadcaster.model import Entry
-from broadcaster.publisher import entry_message
 from broadcaster.store.contract import Store
 
-log = logging.getLogger(__name__)
-
-TOPIC_PREFIX = "incident:"
-#: A bus that reconnects by itself (Redis) may say so on this topic: messages
-#: may have been lost meanwhile, so every subscription re-reads the store.
-RESUBSCRIBED = "bus:resubscribed"
 #: Entries read from the store per backlog page.
 PAGE = 200
 #: Seconds a closed slow client may take to read what was already written.
 CLOSE_GRACE = 10.0
-#: Bus reconnect delays (seconds), capped at the last one.
-RELISTEN_DELAYS = (0.1, 0.5, 1, 2, 5)
 #: Seconds the shutdown waits for clients to take their close frames.
 GOING_AWAY_WAIT = 5.0
 #: Seconds the app waits at start for the bus listener before serving anyway.
@@ -74,7 +71,11 @@ SLICE = 1000
 
 
 class Message:
-    """One entry frame, shared by every subscription; encodings are built once."""
+    """One entry frame, shared by every subscription; encodings are built once.
+
+    The fields are those of ``bus_message.EntryMessage``, copied into slots
+    the fan-out reads thousands of times, next to the cache of encodings.
+    """
 
     __slots__ = ("incident", "seq", "frame", "published", "_encoded")
 
@@ -87,31 +88,16 @@ class Message:
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Message:
-        return cls(entry.incident, entry.seq, entry_message(entry), 0.0)
+        return cls(entry.incident, entry.seq, entry_frame(entry), 0.0)
 
     @classmethod
-    def from_bus(cls, topic: str, text: str) -> Message | None:
-        """Parse a bus message (``{"t": ...}`` line, then the frame); ``None`` if foreign."""
-        if not topic.startswith(TOPIC_PREFIX):
-            return None
-        head, _, frame = text.partition("\n")
-        try:
-            published = float(json.loads(head)["t"])
-            seq = json.loads(frame)["entry"]["seq"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed bus message on %s", topic)
-            return None
-        if not isinstance(seq, int):
-            return None
-        return cls(topic[len(TOPIC_PREFIX) :], seq, frame, published)
+    def from_bus(cls, message: EntryMessage) -> Message:
+        return cls(message.incident, message.seq, message.frame, message.published)
 
     @property
     def entry_json(self) -> str:
         """Return the entry alone (the frame minus its envelope)."""
-        prefix = '{"type":"entry","entry":'
-        if self.frame.startswith(prefix) and self.frame.endswith("}"):
-            return self.frame[len(prefix) : -1]
-        return json.dumps(json.loads(self.frame)["entry"], ensure_ascii=False)
+        return entry_json(self.frame)
 
     def encoded(self, key: str, encode: Callable[[Message], bytes]) -> bytes:
         """Return ``encode(self)``, computed once per message whatever the readers."""
@@ -348,32 +334,15 @@ class Hub:
                     )
 
     async def run(self, bus: Bus) -> None:
-        """Listen on the bus until cancelled, reconnecting (and resyncing) after failures."""
-        failures = 0
-        while True:
-            try:
-                async with bus.listen() as messages:
-                    self.ready.set()
-                    if failures:
-                        for subscription in self.all():
-                            subscription.resync()
-                    failures = 0
-                    async for topic, text in messages:
-                        if topic == RESUBSCRIBED:
-                            for subscription in self.all():
-                                subscription.resync()
-                            continue
-                        message = Message.from_bus(topic, text)
-                        if message is not None:
-                            await self.dispatch(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the bus listener failed; live clients resync after it returns")
-            self.ready.clear()
-            delay = RELISTEN_DELAYS[min(failures, len(RELISTEN_DELAYS) - 1)]
-            failures += 1
-            await asyncio.sleep(delay)
+        """Listen on the bus until cancelled; after a failure, live clients resync."""
+        await listen_forever(bus, self._receive, name="the hub", listening=self.ready)
+
+    async def _receive(self, message: BusMessage) -> None:
+        if isinstance(message, Resubscribed):
+            for subscription in self.all():
+                subscription.resync()
+        else:
+            await self.dispatch(Message.from_bus(message))
 
 
 HUB = web.AppKey("hub", Hub)

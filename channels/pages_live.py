@@ -23,10 +23,10 @@ from broadcaster.model import STATE_FIELDS
 from broadcaster.store import areas as areas_store
 from broadcaster.store import pages as pages_data
 from broadcaster.store import questions as questions_store
+from broadcaster.text import html_to_text
 
 from . import i18n
 from .area_pages import area_links
-from .feed_render import html_to_text
 from .pages import PageError, context, feed_links, query_seq, render_page, site_alert
 from .pages_static import ASSETS
 from .pages_view import (

@@ -23,10 +23,10 @@ from broadcaster.figures import CUMULATIVE, VOCABULARY
 from broadcaster.markdown import render
 from broadcaster.model import Entry
 from broadcaster.store.pages import Facts
+from broadcaster.text import html_to_text
 from broadcaster.timeline import redaction_notice
 
 from . import i18n
-from .feed_render import html_to_text
 from .pages_chart import sparkline
 
 _NOW_DO = ("现在应做", "公众应做", "What to do")

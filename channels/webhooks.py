@@ -38,6 +38,7 @@ from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery, enqueue
 from broadcaster.store.timeline import read_entries
 from broadcaster.store.webhooks import CHANNEL
+from broadcaster.text import decode_bytes
 
 from .outbox import Result
 from .ssrf import Guard, Refused, SafeResolver
@@ -126,7 +127,7 @@ def classify(status: int, excerpt: bytes, headers: Any) -> Result:
     """Turn an endpoint's answer into an attempt result."""
     if 200 <= status < 300:
         return Result("ok", code=status)
-    text = excerpt[:200].decode("utf-8", "replace").strip()
+    text = decode_bytes(excerpt, limit=200).strip()
     if status == 410:
         return Result("hold", code=status, error="410 Gone: the endpoint was disabled")
     if 300 <= status < 400:

@@ -47,7 +47,8 @@ from aiohttp import web
 
 from broadcaster.appkeys import BUS, DB, METRICS, SETTINGS
 from broadcaster.background import background
-from broadcaster.bus import Bus
+from broadcaster.bus import Bus, listen_forever
+from broadcaster.bus_message import BusMessage
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery, claim, depth, next_due, renew
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 POLL = 0.5
 GRACE = 5.0
 DEPTH_EVERY = 5.0
-#: Bus reconnect delays (seconds), capped at the last one.
-RELISTEN_DELAYS = (0.1, 0.5, 1, 2, 5)
 
 
 class Worker:
@@ -122,23 +121,14 @@ class Worker:
         self._wake.set()
 
     async def follow(self, bus: Bus) -> None:
-        """Nudge the worker for every message on the bus; reconnect after failures."""
-        failures = 0
-        while True:
-            try:
-                async with bus.listen() as messages:
-                    failures = 0
-                    async for _topic, _message in messages:
-                        # Entries from every node, and a resubscription (messages
-                        # may have been lost): each may mean a row is due.
-                        self.nudge()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the poll keeps deliveries going meanwhile
-                log.warning("the delivery worker lost the bus", exc_info=True)
-            delay = RELISTEN_DELAYS[min(failures, len(RELISTEN_DELAYS) - 1)]
-            failures += 1
-            await asyncio.sleep(delay)
+        """Nudge the worker for every message on the bus, until cancelled."""
+
+        async def nudged(_message: BusMessage) -> None:
+            # An entry from any node, or a resubscription (messages may have
+            # been lost): each may mean a row is due.
+            self.nudge()
+
+        await listen_forever(bus, nudged, name="the delivery worker")
 
     async def stop(self) -> None:
         """Stop claiming, give running attempts ``GRACE`` seconds, cancel the rest, close."""

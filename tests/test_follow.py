@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import socket
 import sys
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from broadcaster.app import create_app
 from broadcaster.auth import TOKENS
-from broadcaster.follow import CannotFollow, backoff, follow, format_entry, plain_text, ws_url
+from broadcaster.follow import CannotFollow, follow, format_entry, plain_text, ws_url
 from broadcaster.settings import Settings
 from tests.conftest import TIMEOUT, create_incident, post_entry
 
@@ -144,11 +145,22 @@ def test_entry_line_has_no_tags_or_control_characters():
     assert plain_text("a &lt;b&gt; &amp; c") == "a <b> & c"
 
 
-def test_backoff_has_full_jitter_under_a_cap():
-    """Reconnect delays spread between 0 and a doubling cap, even after days of retries."""
-    assert all(0 <= backoff(0) <= 0.5 for _ in range(50))
-    assert max(backoff(3) for _ in range(200)) > 2  # the cap doubled to 4 s
-    assert all(0 <= backoff(100_000) <= 30 for _ in range(50))
+async def test_reconnect_waits_are_jittered_under_a_doubling_cap():
+    """With the server unreachable, each wait is at most 0.5 s doubled per failure, and 30 s."""
+    waits: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        if len(waits) == 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        await follow(f"http://127.0.0.1:{free_port()}", "a", err=io.StringIO(), sleep=sleep)
+    assert all(0 <= wait <= min(30, 0.5 * 2**n) for n, wait in enumerate(waits))
+    assert max(waits) > 0.5  # the cap doubled at least once (all ten under it: p < 1e-8)
 
 
 def test_ws_url_maps_schemes_and_keeps_the_path():

@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, METRICS, STORE
-from broadcaster.bus import MemoryBus
-from broadcaster.bus import Message as BusMessage
+from broadcaster.bus import MemoryBus, RawMessage
+from broadcaster.bus_message import Resubscribed, decode, encode
 from broadcaster.settings import Settings
-from channels.hub import HUB, RESUBSCRIBED, Message, Subscription
+from channels.hub import HUB, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
 from tests.test_websocket import entry_seqs
@@ -146,7 +146,7 @@ async def test_a_bus_that_resubscribed_makes_clients_resync(settings):
         bus.holding = True  # lost while the bus was reconnecting
         await post_entry(client, editor, incident["id"])
         bus.holding = False
-        await bus.publish(RESUBSCRIBED, "")
+        await bus.publish(*encode(Resubscribed()))
         assert await entry_seqs(ws, 1) == [1]
 
 
@@ -175,11 +175,17 @@ async def test_fanout_latency_is_recorded(client, editor):
 
 def test_bus_message_is_parsed_once_into_seq_and_frame():
     """A bus message gives the incident, seq, frame and publish time."""
-    entry = {"incident": "a", "seq": 7}
+    entry = {"incident": "a", "seq": 7, "hash": "h"}
     frame = '{"type":"entry","entry":' + json.dumps(entry) + "}"
-    message = Message.from_bus("incident:a", '{"t": 12.5}\n' + frame)
-    assert message is not None
-    assert (message.incident, message.seq, message.published) == ("a", 7, 12.5)
+    decoded = decode("incident:a", '{"t": 12.5}\n' + frame)
+    assert not isinstance(decoded, Resubscribed)
+    message = Message.from_bus(decoded)
+    assert (message.incident, message.seq, message.frame, message.published) == (
+        "a",
+        7,
+        frame,
+        12.5,
+    )
     assert json.loads(message.entry_json) == entry
     assert message.encoded("x", lambda m: b"1") is message.encoded("x", lambda m: b"2")
 
@@ -191,7 +197,7 @@ class HoldingBus(MemoryBus):
         super().__init__()
         self.holding = False
         self.held: list[tuple[str, str]] = []
-        self._listeners: set[asyncio.Queue[BusMessage | None]] = set()
+        self._listeners: set[asyncio.Queue[RawMessage | None]] = set()
 
     async def publish(self, topic: str, message: str) -> None:
         if self.holding:
@@ -205,11 +211,11 @@ class HoldingBus(MemoryBus):
             queue.put_nowait(None)
 
     @asynccontextmanager
-    async def listen(self) -> AsyncIterator[AsyncIterator[BusMessage]]:
-        queue: asyncio.Queue[BusMessage | None] = asyncio.Queue()
+    async def listen(self) -> AsyncIterator[AsyncIterator[RawMessage]]:
+        queue: asyncio.Queue[RawMessage | None] = asyncio.Queue()
         self._listeners.add(queue)
 
-        async def drain() -> AsyncIterator[BusMessage]:
+        async def drain() -> AsyncIterator[RawMessage]:
             while (item := await queue.get()) is not None:
                 yield item
             raise ConnectionError("bus connection lost")

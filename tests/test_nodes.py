@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from test_websocket import entry_seqs
 
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, STORE
+from broadcaster.bus_message import EntryMessage, decode
 from broadcaster.cli import main
 from broadcaster.settings import Settings
 from broadcaster.signing import b64url
@@ -153,11 +153,10 @@ async def test_bus_messages_come_after_the_commit(nodes: Nodes) -> None:
             await post_entry(a, editor, incident, body=f"第{i}条")
         async with asyncio.timeout(TIMEOUT):
             while len(seen) < 10:
-                topic, message = await anext(messages)
-                if topic == f"incident:{incident}":
-                    seq = json.loads(message.split("\n", 1)[1])["entry"]["seq"]
+                message = decode(*await anext(messages))
+                if isinstance(message, EntryMessage) and message.incident == incident:
                     head = await b.app[STORE].head(incident)
-                    seen.append((seq, head.seq if head else 0))
+                    seen.append((message.seq, head.seq if head else 0))
     assert [seq for seq, _ in seen] == list(range(1, 11))
     assert all(head >= seq for seq, head in seen)
 

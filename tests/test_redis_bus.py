@@ -16,7 +16,8 @@ from redis_server import POLL, TIMEOUT, RedisServer, running_redis
 
 from broadcaster.app import create_app
 from broadcaster.appkeys import BUS
-from broadcaster.bus import RESUBSCRIBED, Message
+from broadcaster.bus import RawMessage
+from broadcaster.bus_message import Resubscribed, encode
 from broadcaster.redis_bus import RedisBus
 from broadcaster.settings import Settings
 
@@ -42,7 +43,7 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBus, Redi
         await b.close()
 
 
-async def take(stream: AsyncIterator[Message], count: int) -> list[Message]:
+async def take(stream: AsyncIterator[RawMessage], count: int) -> list[RawMessage]:
     async with asyncio.timeout(TIMEOUT):
         return [await anext(stream) for _ in range(count)]
 
@@ -107,8 +108,8 @@ async def test_bus_reconnects_after_redis_is_killed_and_restarted(
         await redis_server.restart()
         await until(both_up, "both nodes to resubscribe")
         await a.publish("incident:x", "back")
-        assert await take(on_b, 2) == [(RESUBSCRIBED, ""), ("incident:x", "back")]
-        assert await take(on_a, 2) == [(RESUBSCRIBED, ""), ("incident:x", "back")]
+        assert await take(on_b, 2) == [encode(Resubscribed()), ("incident:x", "back")]
+        assert await take(on_a, 2) == [encode(Resubscribed()), ("incident:x", "back")]
 
 
 async def test_frozen_redis_is_detected_by_the_heartbeat(redis_server: RedisServer) -> None:
@@ -126,7 +127,7 @@ async def test_frozen_redis_is_detected_by_the_heartbeat(redis_server: RedisServ
             redis_server.resume()
             await until(bus.ping, "the bus to resubscribe")
             await bus.publish("incident:x", "thawed")
-            assert await take(stream, 2) == [(RESUBSCRIBED, ""), ("incident:x", "thawed")]
+            assert await take(stream, 2) == [encode(Resubscribed()), ("incident:x", "thawed")]
     finally:
         await bus.close()
 

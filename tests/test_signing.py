@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,27 @@ def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(path.read_bytes()) == 32
     assert Signer.load(tmp_path).key_id == first.key_id
+
+
+def test_processes_starting_together_on_a_new_data_dir_share_one_key(tmp_path: Path) -> None:
+    """``serve`` and ``worker`` started at once (a Procfile) both load the key the first wrote.
+
+    The loser of the race must neither crash on the winner's file (half-written or
+    already there) nor sign with a key of its own.
+    """
+    for attempt in range(20):
+        data_dir = tmp_path / str(attempt)
+        data_dir.mkdir()
+        together = threading.Barrier(8)
+
+        def start(_: int, data_dir: Path = data_dir, together: threading.Barrier = together) -> str:
+            together.wait()
+            return Signer.load(data_dir).key_id
+
+        with ThreadPoolExecutor(8) as pool:
+            key_ids = set(pool.map(start, range(8)))
+        assert key_ids == {Signer.load(data_dir).key_id}
+        assert [p.name for p in data_dir.iterdir()] == ["signing.key"]
 
 
 def test_configured_key_is_used_and_never_written(tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ class Processes:
         return proc
 
     def output(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.logs.glob("*.log"))
+        logs = sorted(self.logs.glob("*.log"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
 
     def stop_all(self) -> None:
         for proc in self.started:
@@ -117,7 +118,10 @@ async def test_sigkill_mid_delivery_loses_nothing(procs: Processes) -> None:
                 return False
 
         # Subprocesses start slowly on a loaded machine: allow them three time units.
-        await eventually(up, "broadcaster serve to answer", 3 * TIMEOUT)
+        try:
+            await eventually(up, "broadcaster serve to answer", 3 * TIMEOUT)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; what the processes printed:\n{procs.output()}") from exc
         receiver.hold = asyncio.Event()
         body = {"url": receiver.url}
         async with http.post("/api/webhooks", json=body, headers=headers) as response:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..text import decode_bytes
 from .checkpoint import parse_checkpoint
 from .cosignature import CosignatureVerifier
 from .note import Note, NoteError, b64encode, parse_note, parse_signature_line, verify_note
@@ -107,8 +108,9 @@ class WitnessClient:
         url = self.endpoint.url + "/add-checkpoint"
         try:
             async with self._session.post(url, data=body, timeout=self._timeout) as response:
-                return response.status, await response.text(), response.content_type
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
+                answer = decode_bytes(await response.read())
+                return response.status, answer, response.content_type
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise WitnessError(f"cannot reach the witness at {url}: {exc!r}") from exc
 
     def _verified_line(self, text: str, answer: str) -> str:

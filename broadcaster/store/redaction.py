@@ -27,6 +27,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from ..backoff import backoff_delay
 from .contract import JobDatabase
 from .sqlite import Database
 
@@ -126,11 +127,11 @@ def truncate_wal(path: Path) -> bool:
 
 async def _scrub_wal(path: Path) -> None:
     """Keep trying to truncate the WAL for a short while; a busy store delays it, no more."""
-    for attempt in range(CHECKPOINT_ATTEMPTS):
+    for failures in range(1, CHECKPOINT_ATTEMPTS + 1):
         try:
             if await asyncio.to_thread(truncate_wal, path):
                 return
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint after a redaction failed: %s", exc)
-        await asyncio.sleep(0.05 * 2**attempt)
+        await asyncio.sleep(backoff_delay(failures, first=0.05, cap=1.0))
     log.warning("WAL still busy after a redaction; the next checkpoint overwrites it")

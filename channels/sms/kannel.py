@@ -15,6 +15,8 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
+from broadcaster.text import decode_bytes
+
 from .gateway import HttpSession, SendResult
 from .numbers import E164_RE
 from .text import encoding_for
@@ -105,7 +107,7 @@ class KannelGateway:
         session = self._http.get()
         try:
             async with session.get(url, timeout=self._timeout, allow_redirects=False) as resp:
-                body = (await resp.text(errors="replace")).strip()
+                body = decode_bytes(await resp.read()).strip()
                 status = resp.status
         except TimeoutError:
             return SendResult("retry", "timeout waiting for Kannel sendsms")

@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
+from broadcaster.text import decode_bytes
+
 from ..webhooks import sign
 from .gateway import HttpSession, Outcome, SendResult
 from .numbers import E164_RE
@@ -109,7 +111,7 @@ class SignedJsonGateway:
 
 
 def _map_answer(status: int, raw: bytes) -> SendResult:
-    text = raw[:200].decode("utf-8", "replace").strip()
+    text = decode_bytes(raw, limit=200).strip()
     detail = f"{status} {text}".strip()
     if 200 <= status < 300:
         try:

@@ -49,7 +49,10 @@ _TRAILING_PUNCT = _CJK_BREAKS + _ASCII_BREAKS + "：:、 \t"
 _ZWJ = "\u200d"
 
 _md = MarkdownIt("js-default")
-# Raw HTML is not parsed by the "js-default" preset (html=False), so tags reach us as text.
+# Raw HTML is not parsed by the "js-default" preset (html=False), so tags reach us as text
+# tokens. They are cut out of that text by a pattern, not by an HTML parser
+# (``broadcaster.text.html_to_text``): a parser would swallow everything after a stray "<" and
+# a letter ("flow<normal"), and the text is never HTML, only markdown someone typed tags into.
 _TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>", re.DOTALL)
 _SPACE_RE = re.compile(r"[^\S\n]+")
 
@@ -66,9 +69,9 @@ def plain_text(markdown: str) -> str:
     differs from the text; list items get their own line with a simple ``1.`` / ``-`` prefix (no
     indentation for nesting, which would only cost characters); headings, paragraphs, code blocks
     and table rows become lines; runs of whitespace collapse to one space and empty lines are
-    dropped. Trade-offs: raw HTML tags are stripped by a conservative regex rather than an HTML
-    parser (the preset does not parse HTML), images keep only their alt text, and a bare URL in
-    the text is left as is (linkify is off in "js-default").
+    dropped. Trade-offs: tags typed into the markdown are stripped by a conservative regex (see
+    ``_TAG_RE``), images keep only their alt text, and a bare URL in the text is left as is
+    (linkify is off in "js-default").
     """
     lines: list[str] = []
     lists: list[list[int]] = []  # per open list: [ordered (0/1), next number]
@@ -112,8 +115,6 @@ def plain_text(markdown: str) -> str:
                 emit(text)
         elif kind in ("fence", "code_block"):
             emit(tok.content)
-        elif kind == "html_block":  # only with html=True presets; kept for robustness
-            emit(_TAG_RE.sub("", tok.content))
     return "\n".join(lines)
 
 
@@ -139,8 +140,6 @@ def _inline_text(children: Sequence[Token]) -> str:
             label = "".join(out[start:]).strip()
             if href and not _same_target(label, href):
                 out.append(f" ({href})" if label else href)
-        elif kind == "html_inline":
-            continue
     return "".join(out)
 
 
