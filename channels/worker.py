@@ -280,18 +280,26 @@ class Worker:
             )
 
     async def _record_loop(self) -> None:
-        """Record every result ready at each moment in one write job, until closed and empty."""
+        """Record the results ready at each moment in one write job, without waiting for the
+        jobs before it (the writer commits waiting jobs together); until closed and done."""
+        recording: set[asyncio.Task[None]] = set()
         while True:
             await self._results.wait()
             self._results.clear()
-            while self._ended:
+            if self._ended:
                 batch, self._ended = self._ended, []
-                states = await self._record([done for done, _ in batch])
-                for (_, recorded), state in zip(batch, states, strict=True):
-                    if not recorded.done():
-                        recorded.set_result(state)
+                task = asyncio.create_task(self._record_batch(batch))
+                recording.add(task)
+                task.add_done_callback(recording.discard)
             if self._closing:
+                await asyncio.gather(*recording)
                 return
+
+    async def _record_batch(self, batch: list[tuple[Done, asyncio.Future[str | None]]]) -> None:
+        states = await self._record([done for done, _ in batch])
+        for (_, recorded), state in zip(batch, states, strict=True):
+            if not recorded.done():
+                recorded.set_result(state)
 
     async def _record(self, batch: list[Done]) -> list[str | None]:
         """Record ``batch`` in one job; if that fails, each alone (one bad result fails alone)."""
