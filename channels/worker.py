@@ -29,8 +29,8 @@ Every third of a lease the worker checks its lock (taking it again if its
 session was cut) and renews the leases of its attempts still sending or
 waiting for their result (one write job), which keep the rows meanwhile.
 Results are recorded in batches: one write job for every result ready at that
-moment, not one per delivery, so a burst of sends costs the store a few
-transactions instead of one each.
+moment, not one per delivery, so a burst of sends costs the store a few jobs
+instead of one each; a batch does not wait for the one before it.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class Worker:
         self._ended.append((Done(delivery, result, duration_ms), recorded))
         self._results.set()
         state = await recorded
-        if state is None:  # not recorded: the lease expires and the delivery is tried again
+        if state is None:  # not recorded: once the lease lapses, this worker tries it again
             return
         label = "retry" if state == "pending" else state
         self.metrics.deliveries.labels(delivery.channel, label).inc()
@@ -335,7 +335,7 @@ class Worker:
             until = time.time() + self.lease
             try:
                 await self.db.write(partial(renew, attempt_ids=list(self._sending), until=until))
-            except Exception:  # the leases may lapse: another worker then sends again
+            except Exception:  # the leases may lapse: this worker's lock still keeps the rows
                 log.exception("renewing %d delivery leases failed", len(self._sending))
 
     async def _update_depth(self) -> None:

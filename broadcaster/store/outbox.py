@@ -9,9 +9,10 @@ Claims are atomic on both backends. On SQLite the single writer runs one claim
 at a time. On PostgreSQL the due rows are read ``FOR UPDATE SKIP LOCKED``: a
 row another transaction is claiming (a worker on any node) is skipped, not
 waited for and never leased twice, whatever else serialises the writers. The
-lease (``leased_until``) then keeps the row for the worker until it records a
-result or the lease lapses; the next claim after that marks the attempt left
-``sending`` as ``interrupted`` and tries again under the same ``msg_<id>``.
+lease (``leased_until``, ``leased_by``) then keeps the row for the worker until
+it records a result, or until the lease lapses and its worker is gone
+(``broadcaster.store.workers``); the next claim after that marks the attempt
+left ``sending`` as ``interrupted`` and tries again under the same ``msg_<id>``.
 """
 
 from __future__ import annotations
