@@ -52,7 +52,7 @@ from broadcaster.bus_message import BusMessage
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
 from broadcaster.store.outbox import Delivery, claim, depth, next_due, renew
-from broadcaster.store.workers import Presence, hold
+from broadcaster.store.workers import Presence, enrol
 
 from .outbox import OUTBOX, Done, Outbox, Result, finish_all, outbox_of
 
@@ -178,8 +178,10 @@ class Worker:
             due = None
             claimed: list[Delivery] = []
             try:
-                if self._presence is None:  # leases name this worker: be seen alive first
-                    self._presence = await hold(self.db)
+                if self._presence is None:  # leases name this worker: an id of its own
+                    self._presence = await enrol(self.db)
+                if not self._presence.held:  # and it claims only while seen alive
+                    await asyncio.to_thread(self._presence.check)
                 if not woken:  # a poll or a nudge: a cheap read first, a claim only when due
                     due = await self.db.read(next_due)
                 if woken or (due is not None and due <= time.time()):

@@ -24,7 +24,7 @@ from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
 from broadcaster.store.outbox import Delivery, claim, enqueue, renew
 from broadcaster.store.pg_conn import dialect_of
-from broadcaster.store.workers import Presence, hold
+from broadcaster.store.workers import Presence, enrol
 from channels.outbox import MAX_RETRY_AFTER, Outbox, Result, finish_all, retry_delay
 from channels.worker import Worker
 
@@ -302,13 +302,20 @@ async def test_a_live_worker_keeps_its_delivery_however_long_the_store_takes(
     assert sender.sent == ["msg_1"]
 
 
+async def enrolled(db: Any) -> Presence:
+    """Register a delivery worker and take its lock, as a starting worker does."""
+    presence = await enrol(db)
+    await asyncio.to_thread(presence.check)
+    return presence
+
+
 async def test_a_lapsed_lease_passes_from_a_dead_worker_only(client: TestClient) -> None:
     """Past their leases, a stopped worker's row is claimed again, a live worker's is not;
     the live worker itself takes its row back once it no longer sends it."""
     db = client.app[DB]
     for target in (1, 2):
         await db.write(lambda c, t=target: enqueue(c, "test", t, "entry.created", "i", 1))
-    alive, gone, other = [await hold(db) for _ in range(3)]
+    alive, gone, other = [await enrolled(db) for _ in range(3)]
 
     def take(presence: Presence, lease: float, sending: tuple[int, ...] = ()) -> Any:
         return lambda c: claim(

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from test_nodes import shared_key
+from test_outbox import enrolled
 from test_webhooks import eventually, register, settled
 from webhook_receiver import Receiver
 
@@ -23,7 +24,7 @@ from broadcaster.app import create_app
 from broadcaster.settings import Settings
 from broadcaster.store.outbox import claim, enqueue
 from broadcaster.store.postgres import PgDatabase
-from broadcaster.store.workers import NAMESPACE, hold, live_owners
+from broadcaster.store.workers import NAMESPACE, live_owners
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ async def test_a_worker_whose_session_was_cut_takes_its_lock_again(database_url:
     """A worker's lock lives in a session of its own; cut, it is taken again at the next check."""
     db = PgDatabase(database_url)
     await db.open()
-    presence = await hold(db)
+    presence = await enrolled(db)
 
     async def alive() -> bool:
         return presence.owner in await db.read(lambda c: live_owners(c, time.time()))

@@ -271,9 +271,7 @@ def state_of(conn: Any, delivery_id: int, channel: str | None = None) -> str | N
     return row[0] if row else None
 
 
-def advance(
-    conn: Any, delivery_id: int, channel: str, state: str, before: Collection[str]
-) -> None:
+def advance(conn: Any, delivery_id: int, channel: str, state: str, before: Collection[str]) -> None:
     """Move a delivery of ``channel`` to ``state`` if it is now in one of ``before`` (a
     gateway's report: states only go forward), ending its lease; one statement, nothing
     read back, so a report costs the writer no round trip."""

@@ -26,7 +26,6 @@ kept by their leases alone, which it keeps renewing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -61,8 +60,12 @@ class Presence(Protocol):
 
     owner: int
 
+    @property
+    def held(self) -> bool:
+        """Tell whether the lock was held when last seen (no I/O)."""
+
     def check(self) -> None:
-        """Take the lock again if it was lost."""
+        """Take the lock if it is not held (first, or lost); raise if it cannot be taken."""
 
     def release(self) -> None:
         """Give the lock up (a clean stop): the worker's lapsed leases may be taken over."""
@@ -78,16 +81,12 @@ def register(conn: Any, host: str, pid: int) -> int:
     )
 
 
-async def hold(db: JobDatabase) -> Presence:
-    """Register a worker in ``db`` and take its lock; return what holds it."""
+async def enrol(db: JobDatabase) -> Presence:
+    """Register a worker in ``db``; return what will hold its lock (``check`` takes it)."""
     owner = await db.write(partial(register, host=socket.gethostname(), pid=os.getpid()))
-    presence: Presence
     if db.dialect == "postgresql":
-        presence = PgPresence(cast(_Connects, db), owner)
-    else:
-        presence = FilePresence(lock_dir(cast(_HasPath, db).path), owner)
-    await asyncio.to_thread(presence.check)
-    return presence
+        return PgPresence(cast(_Connects, db), owner)
+    return FilePresence(lock_dir(cast(_HasPath, db).path), owner)
 
 
 def live_owners(conn: Any, at: float) -> list[int]:
@@ -117,6 +116,10 @@ class PgPresence:
         self.owner = owner
         self._conn: PgConnection | None = None
         self._guard = threading.Lock()  # a check may still run in its thread during a stop
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and not self._conn.broken
 
     def check(self) -> None:
         with self._guard:
@@ -160,6 +163,10 @@ class FilePresence:
         self.owner = owner
         self._fd: int | None = None
         self._guard = threading.Lock()  # a check may still run in its thread during a stop
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def check(self) -> None:
         with self._guard:
