@@ -28,6 +28,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -213,12 +214,9 @@ async def delivery_report(request: web.Request) -> web.Response:
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return web.Response(text="")
 
-    def job(conn: Any) -> None:
-        current = outbox_store.state_of(conn, int(raw_id), CHANNEL)
-        if current is not None and RANK.get(current, 99) < RANK[state]:
-            outbox_store.set_state(conn, int(raw_id), state)
-
-    await request.app[DB].write(job)
+    earlier = [known for known, rank in RANK.items() if rank < RANK[state]]
+    job = partial(outbox_store.advance, delivery_id=int(raw_id), channel=CHANNEL, state=state)
+    await request.app[DB].write(partial(job, before=earlier))
     return web.Response(text="")
 
 
