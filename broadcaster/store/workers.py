@@ -108,18 +108,14 @@ def live_owners(conn: Any, at: float) -> list[int]:
     return [row[0] for row in rows if _locked(directory / f"{row[0]}.lock")]
 
 
-class PgPresence:
-    """Hold ``pg_advisory_lock(NAMESPACE, owner)`` on a connection of this worker's own."""
+class _Guarded:
+    """Run a presence's ``check`` and ``release`` one at a time.
 
-    def __init__(self, db: _Connects, owner: int) -> None:
-        self.db = db
-        self.owner = owner
-        self._conn: PgConnection | None = None
-        self._guard = threading.Lock()  # a check may still run in its thread during a stop
+    A check may still run in its thread while the worker stops and releases.
+    """
 
-    @property
-    def held(self) -> bool:
-        return self._conn is not None and not self._conn.broken
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
 
     def check(self) -> None:
         with self._guard:
@@ -128,6 +124,26 @@ class PgPresence:
     def release(self) -> None:
         with self._guard:
             self._release()
+
+    def _check(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class PgPresence(_Guarded):
+    """Hold ``pg_advisory_lock(NAMESPACE, owner)`` on a connection of this worker's own."""
+
+    def __init__(self, db: _Connects, owner: int) -> None:
+        self.db = db
+        self.owner = owner
+        self._conn: PgConnection | None = None
+        super().__init__()
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and not self._conn.broken
 
     def _check(self) -> None:
         if self._conn is not None and not self._conn.broken:
@@ -155,26 +171,18 @@ class PgPresence:
             self._conn = None
 
 
-class FilePresence:
+class FilePresence(_Guarded):
     """Hold an exclusive ``flock`` on ``directory/<owner>.lock``."""
 
     def __init__(self, directory: Path, owner: int) -> None:
         self.path = directory / f"{owner}.lock"
         self.owner = owner
         self._fd: int | None = None
-        self._guard = threading.Lock()  # a check may still run in its thread during a stop
+        super().__init__()
 
     @property
     def held(self) -> bool:
         return self._fd is not None
-
-    def check(self) -> None:
-        with self._guard:
-            self._check()
-
-    def release(self) -> None:
-        with self._guard:
-            self._release()
 
     def _check(self) -> None:
         if self._fd is not None:
