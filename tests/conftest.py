@@ -16,7 +16,7 @@ Tests are marked by what they start, from the fixtures they use (see
 without anyone remembering to mark a new test: ``postgres`` (the PostgreSQL
 run of a test, or a PostgreSQL fixture), ``kannel`` (the ``kannel`` fixture)
 and ``browser`` (the ``browser`` fixture, Chromium). ``slow`` is set by hand
-in the modules, on tests that take over about 3 s, start a process of their
+in the modules, on tests that take over about 1 s, start a process of their
 own each, or fuzz with many examples.
 """
 

@@ -235,6 +235,7 @@ async def test_endpoint_disabled_after_consecutive_dead_deliveries(
     assert "5 deliveries in a row" in found["disabled_reason"]
 
 
+@pytest.mark.slow
 async def test_retry_after_is_honoured(
     client: TestClient, admin: dict[str, str], editor: dict[str, str], receiver: Receiver
 ) -> None:
@@ -261,6 +262,7 @@ async def test_redirects_are_not_followed(
     assert "redirects are not followed" in delivery["last_error"]
 
 
+@pytest.mark.slow
 async def test_a_hanging_endpoint_times_out_and_is_retried(
     client: TestClient, admin: dict[str, str], editor: dict[str, str], receiver: Receiver
 ) -> None:

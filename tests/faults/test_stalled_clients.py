@@ -87,6 +87,7 @@ async def trickle(port: int, trickling: asyncio.Queue[None]) -> float:
         writer.close()
 
 
+@pytest.mark.slow
 async def test_slowloris_is_closed_and_others_are_served(limited: str) -> None:
     """Fifty header-trickling connections are closed after the timeout; others get answers."""
     port = int(limited.rsplit(":", 1)[1])
