@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +155,7 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
-def call(base: str, token: str, path: str, body: dict[str, object]) -> dict[str, object]:
+def call(base: str, token: str, path: str, body: Mapping[str, object]) -> dict[str, object]:
     request = urllib.request.Request(
         base + path,
         data=json.dumps(body, ensure_ascii=False).encode(),

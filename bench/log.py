@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -42,6 +43,10 @@ from bench.append import free_port, run_case, start_server, wait_ready  # noqa: 
 from bench.feeds import pin, wrk  # noqa: E402
 
 CASES = ("healthz", "one_incident", "twenty_incidents")
+#: One case's figures, as ``bench.append.run_case`` returns them.
+Case = dict[str, float | int]
+#: Starts a server on a data directory and port; returns it and its admin token.
+Starter = Callable[[Path, int], tuple[subprocess.Popen[str], str]]
 NGINX = """\
 worker_processes 1;
 error_log {prefix}/error.log warn;
@@ -100,7 +105,7 @@ def start_server_from(tree: Path, data_dir: Path, port: int) -> tuple[subprocess
     raise RuntimeError("the baseline server exited without printing an admin token")
 
 
-async def append_cases(base: str, token: str, args: argparse.Namespace) -> dict[str, object]:
+async def append_cases(base: str, token: str, args: argparse.Namespace) -> dict[str, Case]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=args.posters)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
@@ -119,10 +124,10 @@ async def append_cases(base: str, token: str, args: argparse.Namespace) -> dict[
     return {"healthz": reference, "one_incident": one, "twenty_incidents": many}
 
 
-def run_appends(start: object, workdir: Path, args: argparse.Namespace) -> dict[str, object]:
+def run_appends(start: Starter, workdir: Path, args: argparse.Namespace) -> dict[str, Case]:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="data-", dir=workdir))
-    process, token = start(data, port)  # type: ignore[operator]
+    process, token = start(data, port)
     try:
         return asyncio.run(append_cases(f"http://127.0.0.1:{port}", token, args))
     finally:
@@ -211,7 +216,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-log-"))
     workdir.chmod(0o755)
     load_before = os.getloadavg()[0]
-    rounds: dict[str, list[dict[str, object]]] = {"log": [], "baseline": []}
+    rounds: dict[str, list[dict[str, Case]]] = {"log": [], "baseline": []}
     try:
         tree = None
         if args.baseline:
@@ -225,9 +230,9 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    def best(name: str, case: str) -> dict[str, object] | None:
+    def best(name: str, case: str) -> Case | None:
         found = [r[case] for r in rounds[name]]
-        return max(found, key=lambda c: c["appends_per_s"]) if found else None  # type: ignore[index]
+        return max(found, key=lambda c: c["appends_per_s"]) if found else None
 
     result = {
         "bench": "log",

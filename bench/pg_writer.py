@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--root", default=str(Path(__file__).resolve().parents[1]))
@@ -54,7 +55,9 @@ def instrument() -> None:
     """Count groups, jobs, statements and syncs; time the writer's groups."""
     attempt = postgres.PgDatabase._attempt
 
-    def timed(conn, group, **kwargs):  # type: ignore[no-untyped-def]
+    def timed(
+        conn: pg_conn.PgConnection, group: list[tuple[Any, Any]], *, careful: bool
+    ) -> list[tuple[Any, bool, Any]]:
         started, cpu = time.perf_counter(), time.thread_time()
         tracing = args.trace and stats["groups"] == 50
         if tracing:
@@ -62,7 +65,7 @@ def instrument() -> None:
         if args.profile:
             profiler.enable()
         try:
-            return attempt(conn, group, **kwargs)
+            return attempt(conn, group, careful=careful)
         finally:
             if args.profile:
                 profiler.disable()
@@ -76,7 +79,7 @@ def instrument() -> None:
     postgres.PgDatabase._attempt = staticmethod(timed)  # type: ignore[method-assign]
     execute = pg_conn.PgConnection.execute
 
-    def counted(self, sql, params=()):  # type: ignore[no-untyped-def]
+    def counted(self: pg_conn.PgConnection, sql: str, params: Any = ()) -> pg_conn.PgCursor:
         if self.pipeline is not None:
             stats["statements"] += 1
             if args.trace and stats["groups"] == 50:
@@ -86,7 +89,7 @@ def instrument() -> None:
     pg_conn.PgConnection.execute = counted  # type: ignore[method-assign]
     sync = pg_conn.PgConnection.sync
 
-    def synced(self):  # type: ignore[no-untyped-def]
+    def synced(self: pg_conn.PgConnection) -> None:
         if self.pipeline is not None and getattr(self, "_unsynced", True):
             stats["syncs"] += 1
             if args.trace and stats["groups"] == 50:
@@ -96,7 +99,7 @@ def instrument() -> None:
     pg_conn.PgConnection.sync = synced  # type: ignore[method-assign]
     commit = psycopg.Connection.commit
 
-    def commit_timed(self):  # type: ignore[no-untyped-def]
+    def commit_timed(self: psycopg.Connection[Any]) -> None:
         started = time.perf_counter()
         try:
             return commit(self)

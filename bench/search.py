@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import os
 import platform
@@ -119,7 +120,7 @@ async def load(
         done = 0
         while done < entries:
             count = min(batch, entries - done)
-            await store.db.write(lambda conn, count=count: job(conn, count))
+            await store.db.write(functools.partial(job, count=count))
             done += count
             if done % (10 * batch) == 0 or done == entries:
                 print(f"{name}: loaded {done}/{entries}", file=sys.stderr, flush=True)
@@ -211,7 +212,8 @@ async def postgres_urls() -> AsyncIterator[tuple[str, str, str]]:
         name = url.rsplit("/", 1)[1]
         local = f"postgresql://postgres@/{name}?host={server.dir}&port={server.port}"
         with psycopg.connect(url) as conn:
-            version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
+            [(version_text,)] = conn.execute("SHOW server_version").fetchall()
+            version = str(version_text).split()[0]
         yield url, local, version
 
 

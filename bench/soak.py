@@ -176,7 +176,7 @@ class Soak:
         ``INCIDENT_LIMIT`` entries: it fills over the first few hundred posts,
         and that warm-up is not a leak, so it happens before the measured run.
         """
-        pid = self.server.process.pid  # type: ignore[union-attr]
+        pid = self.server.process.pid
         before = rss(pid)
         base = f"{self.server.base}/api/incidents/{incident}/entries"
         for n in range(self.args.preload):
@@ -190,7 +190,7 @@ class Soak:
                 "rss_after_mib": round(rss(pid) / 2**20, 1)}  # fmt: skip
 
     async def sampler(self) -> None:
-        pid = self.server.process.pid  # type: ignore[union-attr]
+        pid = self.server.process.pid
         start = time.monotonic()
         while not self.stop.is_set():
             self.memory.append((time.monotonic() - start, rss(pid)))

@@ -17,7 +17,7 @@ from .timeline.publisher import Publisher
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", TimelineStore)
 #: The database behind the store (SQLite or PostgreSQL): the same ``read``/``write`` jobs.
-DB = web.AppKey("db", JobDatabase)  # type: ignore[type-abstract]
+DB = web.AppKey("db", JobDatabase)
 BUS = web.AppKey("bus", Bus)
 SIGNER = web.AppKey("signer", Signer)
 PUBLISHER = web.AppKey("publisher", Publisher)

@@ -10,6 +10,14 @@ PostgreSQL cluster, and the session's private ``redis-server``, emptied before
 each test, as the bus). A test that is inherently single-node says why with
 ``@pytest.mark.single_backend("...")`` and runs on SQLite only. ``-k sqlite``
 or ``-k postgresql`` picks one backend.
+
+Tests are marked by what they start, from the fixtures they use (see
+``RESOURCE_MARKERS``), so ``-m "not postgres"`` and the like pick a subset
+without anyone remembering to mark a new test: ``postgres`` (the PostgreSQL
+run of a test, or a PostgreSQL fixture), ``kannel`` (the ``kannel`` fixture)
+and ``browser`` (the ``browser`` fixture, Chromium). ``slow`` is set by hand
+in the modules, on tests that take over about 1 s, start a process of their
+own each, or fuzz with many examples.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import psycopg
 import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
+from kannel_gateway import StartKannel, require_kannel, running_kannel
 from postgres_server import PostgresServer, running_postgres
 from redis_server import RedisServer, running_redis
 
@@ -39,18 +48,29 @@ BACKENDS = ("sqlite", "postgresql")
 TEMPLATE = "broadcaster_template"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "single_backend(reason): runs on the SQLite backend only, for the reason given"
-    )
+#: Fixtures that start an outside program, and the marker of every test using one.
+RESOURCE_MARKERS = {
+    "postgres_session": "postgres",
+    "database_url": "postgres",
+    "durable_postgres": "postgres",
+    "kannel": "kannel",
+    "browser": "browser",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop the PostgreSQL run of tests marked ``single_backend``."""
+    """Mark tests by the programs they start; drop the PostgreSQL run of ``single_backend`` ones.
+
+    A test's PostgreSQL run asks for ``database_url`` only while it runs
+    (``backend_options``), so it is recognised by its parameter instead.
+    """
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
-        on_pg = params is not None and params.params.get("backend") == "postgresql"
+        on_pg = params is not None and "postgresql" in params.params.values()
+        needs = {RESOURCE_MARKERS[name] for name in item.fixturenames if name in RESOURCE_MARKERS}
+        for marker in sorted(needs | ({"postgres"} if on_pg else set())):
+            item.add_marker(marker)
         (dropped if on_pg and item.get_closest_marker("single_backend") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -118,6 +138,17 @@ def database_url(postgres_session: PostgresServer) -> Iterator[str]:
     url = postgres_session.create_database(TEMPLATE)
     yield url
     postgres_session.drop_database(url)
+
+
+@pytest.fixture
+def kannel() -> StartKannel:
+    """Start Kannel within the test: ``async with kannel(tmp_path, mo_url=...) as lab``.
+
+    The one way a test gets Kannel, so that it is marked ``kannel``; skips (or,
+    under CI, fails) when Kannel is not installed.
+    """
+    require_kannel()
+    return running_kannel
 
 
 @pytest.fixture(params=BACKENDS)

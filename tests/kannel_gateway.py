@@ -1,8 +1,8 @@
 """Run a real Kannel 1.4.5 (bearerbox + smsbox) with a fake SMSC on loopback for tests.
 
-Usage::
+Usage, through the ``kannel`` fixture (tests/conftest.py), which marks the test ``kannel``::
 
-    async with running_kannel(tmp_path, mo_url="http://127.0.0.1:PORT/sms/inbound") as lab:
+    async with kannel(tmp_path, mo_url="http://127.0.0.1:PORT/sms/inbound") as lab:
         gateway = KannelGateway(lab.sendsms_url, lab.username, lab.password, "12345", None)
         ...
         sender, receiver, text = await lab.smsc.next_mt(TIMEOUT)
@@ -24,7 +24,7 @@ import re
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 from kannel.fake_smsc import FakeSmsc
 
-__all__ = ["TIMEOUT", "KannelLab", "require_kannel", "running_kannel"]
+__all__ = ["TIMEOUT", "KannelLab", "StartKannel", "require_kannel", "running_kannel"]
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
@@ -306,3 +306,7 @@ async def running_kannel(tmp_path: Path, *, mo_url: str | None) -> AsyncIterator
                 await lab.aclose()
             lab.terminate_all()
     raise KannelStartError(f"ports kept clashing after {_START_ATTEMPTS} attempts: {last_error}")
+
+
+#: What the ``kannel`` fixture gives a test: ``running_kannel`` itself.
+StartKannel = Callable[..., AbstractAsyncContextManager[KannelLab]]

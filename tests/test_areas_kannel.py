@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import backend_options, bearer, create_incident, make_token, post_entry
-from kannel_gateway import TIMEOUT, running_kannel
+from kannel_gateway import TIMEOUT, StartKannel
 from test_areas import EXAMPLE
 from test_sms_e2e import SERVICE_NUMBER, Rig, free_port
 from test_webhooks import eventually
@@ -22,8 +22,6 @@ from test_webhooks import eventually
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
-
-pytestmark = pytest.mark.kannel
 
 PHONES = ["+8613800000011", "+8613800000012", "+8613800000013"]
 
@@ -35,10 +33,12 @@ def store_options(backend: str, request: pytest.FixtureRequest) -> dict[str, Any
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, store_options: dict[str, Any]) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, kannel: StartKannel, store_options: dict[str, Any]
+) -> AsyncIterator[Rig]:
     """Start Kannel, then the app with the example areas sending through it."""
     port = free_port()
-    async with running_kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
+    async with kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
         sendsms = lab.sendsms_url.replace("http://", f"http://{lab.username}:{lab.password}@")
         settings = Settings.from_env(
             {"BROADCASTER_AREAS_FILE": str(EXAMPLE)},

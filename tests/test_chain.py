@@ -97,6 +97,7 @@ async def open_store(path: Path) -> TimelineStore:
     return store
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(appends)
 def test_any_sequence_of_appends_verifies(ops: list[tuple[Any, ...]]) -> None:
@@ -177,6 +178,7 @@ def test_the_untouched_timeline_verifies(stored_timeline: Path) -> None:
     assert check_timeline("flood", entries, checkpoint, SIGNER.keys_document()).ok
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_changed_byte_is_detected(stored_timeline: Path, data: st.DataObject) -> None:

@@ -27,6 +27,7 @@ async def status_of(method: str, url: str, token: str, json: object = None) -> i
         return response.status
 
 
+@pytest.mark.slow
 async def test_first_start_prints_one_working_admin_token(tmp_path: Path) -> None:
     """A brand-new data directory gets one admin token, printed once, and a private key file."""
     data = tmp_path / "data"
@@ -45,6 +46,7 @@ async def test_first_start_prints_one_working_admin_token(tmp_path: Path) -> Non
         second.stop()
 
 
+@pytest.mark.slow
 async def test_token_create_prints_a_token_that_works(tmp_path: Path) -> None:
     """``token create`` prints one token line; it authenticates with the role it was given."""
     data = tmp_path / "data"
@@ -65,6 +67,7 @@ async def test_token_create_prints_a_token_that_works(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 async def test_token_commands_work_on_the_configured_store(
     client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest import TIMEOUT
 from serve_process import ServeProcess, cli
+
+pytestmark = pytest.mark.slow
 
 BURST = 300
 KILL_AFTER = 60

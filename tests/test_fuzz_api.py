@@ -29,6 +29,8 @@ from broadcaster.api.ops import merged_openapi
 from broadcaster.auth.tokens import TOKENS
 from broadcaster.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 
 

@@ -32,6 +32,8 @@ from broadcaster.web.jsonbody import parse_json
 from channels.sms.commands import Command, parse
 from channels.sms.kannel import DLR_TYPES, parse_dlr
 
+pytestmark = pytest.mark.slow
+
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 # Derandomized: the same examples on every run, so CI is never red by chance.
 OVER_HTTP = settings(

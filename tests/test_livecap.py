@@ -142,6 +142,7 @@ def _post(base: str, path: str, token: str, body: dict[str, object]) -> tuple[in
         return int(response.status), json.load(response)
 
 
+@pytest.mark.slow
 async def test_a_flood_of_streams_under_a_low_descriptor_limit_leaves_staff_working(
     tmp_path: Path,
 ) -> None:

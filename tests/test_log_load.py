@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient
 from conftest import TIMEOUT, create_incident
 from log_sites import verify
 
+pytestmark = pytest.mark.slow
+
 WRITERS = 4
 RUNS = 20
 

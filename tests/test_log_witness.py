@@ -39,6 +39,8 @@ from broadcaster.log.note import (
 )
 from broadcaster.log.witness import origin_hash, parse_request
 
+pytestmark = pytest.mark.slow
+
 ORIGIN = "news.example.gov.cn/log"
 WITNESS_NAME = "witness.example.org/w1"
 LOG = Ed25519Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(b"\x11" * 32))

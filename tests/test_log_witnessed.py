@@ -26,6 +26,8 @@ from broadcaster.log.note import parse_note
 from broadcaster.log.signing import Signer
 from broadcaster.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 SEED = Signer(Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)).seed()
 OTHER_WITNESS = Cosigner("elsewhere.example/w", Ed25519PrivateKey.generate()).vkey
 

@@ -35,6 +35,7 @@ def steps(body: str, monkeypatch: pytest.MonkeyPatch) -> int:
     return count[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PATHOLOGICAL)
 def test_a_20000_character_body_costs_about_20_steps_a_character(
     name: str, monkeypatch: pytest.MonkeyPatch

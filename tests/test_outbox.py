@@ -7,7 +7,9 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -21,16 +23,34 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB, PUBLISHER
 from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from broadcaster.store.outbox import claim, enqueue
+from broadcaster.store import outbox as outbox_store
+from broadcaster.store.outbox import Delivery, claim, enqueue, renew
 from broadcaster.store.pg_conn import dialect_of
-from channels.delivery.outbox import MAX_RETRY_AFTER, Outbox, retry_delay
+from broadcaster.store.workers import Presence, enrol
+from channels.delivery.outbox import MAX_RETRY_AFTER, Outbox, Result, finish_all, retry_delay
 from channels.delivery.worker import Worker
 
 settings = pytest.fixture(loopback_settings, name="settings")
+T = TypeVar("T")
 
 
 def count(conn: sqlite3.Connection, table: str) -> int:
     return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+class StoreClock:
+    """The outbox store's clock, stopped for a test: leases lapse when it is moved on.
+
+    Leases are wall-clock times read through ``broadcaster.store.outbox.now``;
+    moving that clock shows a claim a lapsed lease without the test waiting.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.moment = outbox_store.now()
+        monkeypatch.setattr(outbox_store, "now", lambda: self.moment)
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
 
 
 async def test_a_failed_append_leaves_no_delivery(
@@ -65,17 +85,21 @@ async def test_the_same_delivery_is_never_queued_twice(client: TestClient) -> No
     assert await client.app[DB].write(twice) == [1, 0]
 
 
-async def test_a_lease_keeps_other_workers_off_until_it_expires(client: TestClient) -> None:
+async def test_a_lease_keeps_other_workers_off_until_it_expires(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A leased row is not claimed again; once the lease lapses the attempt is retried."""
     db = client.app[DB]
     await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
+    clock = StoreClock(monkeypatch)
 
     def take(lease: float) -> Any:
         return lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), lease)
 
-    [first] = await db.write(take(0.2))
-    assert await db.write(take(0.2)) == []
-    await asyncio.sleep(0.25)  # the lease is wall-clock time in the database: let it pass
+    [first] = await db.write(take(30))
+    clock.advance(29)
+    assert await db.write(take(30)) == []
+    clock.advance(1)
     [second] = await db.write(take(30))
     assert (second.id, second.attempt) == (first.id, 2)
     assert second.message_id == first.message_id
@@ -97,6 +121,25 @@ async def test_rows_in_flight_count_against_the_per_target_bound(client: TestCli
     assert [(d.target, d.seq) for d in claimed] == [(2, 1)]
     claimed = await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), 30))
     assert [(d.target, d.seq) for d in claimed] == [(1, 1)]  # in order: seq 2 waits for 1
+
+
+async def test_a_claim_from_a_fresh_queue_of_10000_is_quick(client: TestClient) -> None:
+    """An area alert queues 10,000 SMS in one transaction; claiming from them at once (before
+    the database has statistics on them) takes milliseconds, not the ~50 s of a bad plan."""
+    db = client.app[DB]
+
+    def fan_out(conn: Any) -> None:
+        conn.executemany(
+            "INSERT INTO deliveries (channel, target, event, incident, seq, next_at,"
+            " created_at, updated_at) VALUES ('test', ?, 'entry.created', 'i', 1, ?, '', '')",
+            [(target, time.time() - 1) for target in range(10_000)],
+        )
+
+    await db.write(fan_out)
+    started = time.monotonic()
+    claimed = await db.write(lambda c: claim(c, {"test": 32}, {"test": 1}, Counter(), 30))
+    assert len(claimed) == 32
+    assert time.monotonic() - started < TIMEOUT / 2
 
 
 def test_retry_delays_follow_the_schedule_with_jitter_added() -> None:
@@ -193,11 +236,141 @@ async def test_deliveries_left_by_a_stopped_app_are_sent_by_the_next(settings: S
         assert seqs == [1, 2, 3]
 
 
+def noting_waits(worker: Worker) -> asyncio.Event:
+    """Return an event set whenever ``worker`` starts waiting for a wake-up or its next poll."""
+    waiting = asyncio.Event()
+    sleep = worker._sleep
+
+    async def sleep_noted(seconds: float) -> bool:
+        waiting.set()  # nothing awaits in between: the worker is in its wait once this is seen
+        return await sleep(seconds)
+
+    worker._sleep = sleep_noted  # type: ignore[method-assign]
+    return waiting
+
+
 async def test_the_worker_stops_even_when_woken_at_that_moment(client: TestClient) -> None:
     """stop() returns promptly although a commit wakes the worker in the same instant."""
     for _ in range(20):
         worker = Worker(client.app[DB], Outbox(), Metrics(), schedule=(0,), timeout=1, poll=60)
+        waiting = noting_waits(worker)
         worker.start()
-        await asyncio.sleep(0.01)  # let it reach its wait
+        await asyncio.wait_for(waiting.wait(), TIMEOUT)
         worker.outbox.notify()
         await asyncio.wait_for(worker.stop(), TIMEOUT)
+
+
+class RecordingSender:
+    """A ``test`` channel sender that answers ok and remembers every message id it sent."""
+
+    channel = "test"
+    concurrency = 4
+    per_target = 1
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.first = asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> Result:
+        self.sent.append(delivery.message_id)
+        self.first.set()
+        return Result("ok")
+
+    def settle(self, conn: Any, delivery: Delivery, result: Result, state: str) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class BusyStore:
+    """The app's store, except that results and lease renewals wait for ``release``.
+
+    This is a writer queue backlogged for longer than a lease: everything the
+    worker writes after its claim waits behind other nodes' and clients' jobs.
+    """
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:  # dialect, path, connect: the real store's
+        return getattr(self.db, name)
+
+    async def write(self, job: Callable[[Any], T]) -> T:
+        if getattr(job, "func", None) in (finish_all, renew):
+            await self.release.wait()
+        return await self.db.write(job)
+
+    async def read(self, job: Callable[[Any], T]) -> T:
+        return await self.db.read(job)
+
+
+async def test_a_live_worker_keeps_its_delivery_however_long_the_store_takes(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a live worker's result and renewals wait past its lease, nobody sends again."""
+    db = client.app[DB]
+    await db.write(lambda c: enqueue(c, "test", 1, "entry.created", "i", 1))
+    busy, outbox, sender = BusyStore(db), Outbox(), RecordingSender()
+    outbox.senders["test"] = sender
+    worker = Worker(busy, outbox, Metrics(), schedule=(0,), timeout=1, poll=60)
+    worker.lease = 0.3
+    worker.start()
+    try:
+        await asyncio.wait_for(sender.first.wait(), TIMEOUT)
+        StoreClock(monkeypatch).advance(1)  # three leases, renewals still waiting on the store
+        # Another node's worker claiming now finds the row still held by the live sender.
+        assert await db.write(lambda c: claim(c, {"test": 5}, {"test": 1}, Counter(), 30)) == []
+    finally:
+        busy.release.set()
+        await worker.stop()
+
+    def attempts(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT d.state, a.outcome FROM deliveries d"
+            " JOIN delivery_attempts a ON a.delivery = d.id ORDER BY a.n"
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    assert await db.read(attempts) == [("delivered", "ok")]
+    assert sender.sent == ["msg_1"]
+
+
+async def enrolled(db: Any) -> Presence:
+    """Register a delivery worker and take its lock, as a starting worker does."""
+    presence = await enrol(db)
+    await asyncio.to_thread(presence.check)
+    return presence
+
+
+async def test_a_lapsed_lease_passes_from_a_dead_worker_only(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past their leases, a stopped worker's row is claimed again, a live worker's is not;
+    the live worker itself takes its row back once it no longer sends it."""
+    db = client.app[DB]
+    for target in (1, 2):
+        await db.write(lambda c, t=target: enqueue(c, "test", t, "entry.created", "i", 1))
+    alive, gone, other = [await enrolled(db) for _ in range(3)]
+
+    def take(presence: Presence, lease: float, sending: tuple[int, ...] = ()) -> Any:
+        return lambda c: claim(
+            c, {"test": 1}, {"test": 1}, Counter(), lease, owner=presence.owner, sending=sending
+        )
+
+    try:
+        clock = StoreClock(monkeypatch)
+        [kept] = await db.write(take(alive, 0.2))
+        [lost] = await db.write(take(gone, 0.2))
+        await asyncio.to_thread(gone.release)  # as its process dying would
+        clock.advance(0.25)  # both leases lapse
+        [again] = await db.write(take(other, 30))
+        assert (again.id, again.attempt) == (lost.id, 2)
+        assert await db.write(take(other, 30)) == []
+        assert await db.write(take(alive, 30, sending=(kept.id,))) == []
+        [back] = await db.write(take(alive, 30))  # e.g. recording its result failed
+        assert (back.id, back.attempt) == (kept.id, 2)
+    finally:
+        for presence in (alive, gone, other):
+            await asyncio.to_thread(presence.release)

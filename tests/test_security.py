@@ -134,6 +134,7 @@ async def test_the_last_admin_token_cannot_be_revoked_over_http(client: TestClie
         assert (response.status, (await response.json())["error"]) == (404, "token_not_found")
 
 
+@pytest.mark.slow
 def test_token_revoke_command(tmp_path: Path) -> None:
     """`broadcaster token revoke ID` revokes; `token list` shows it revoked; unknown ids exit 1."""
     data = tmp_path / "data"

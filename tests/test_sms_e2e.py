@@ -17,15 +17,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import backend_options, bearer, create_incident, make_token, post_entry
-from kannel_gateway import TIMEOUT, KannelLab, running_kannel
+from kannel_gateway import TIMEOUT, KannelLab, StartKannel
 from test_webhooks import eventually
 
 from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
 from channels.sms.text import compose
-
-pytestmark = pytest.mark.kannel
 
 SERVICE_NUMBER = "12379"
 PHONES = ["+8613800000001", "+8613800000002", "+8613800000003"]
@@ -52,10 +50,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, kannel: StartKannel, backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Rig]:
     """Start Kannel with its MO URL on the app's port, then the app sending through Kannel."""
     port = free_port()
-    async with running_kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
+    async with kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
         sendsms = lab.sendsms_url.replace("http://", f"http://{lab.username}:{lab.password}@")
         settings = Settings.from_env(
             {},
@@ -138,6 +138,7 @@ async def test_subscribe_receive_and_unsubscribe_from_a_phone(rig: Rig) -> None:
     assert rig.lab.smsc.pending() == 0
 
 
+@pytest.mark.slow
 async def test_gateway_down_then_back_delivers_once_per_subscriber(rig: Rig) -> None:
     """With Kannel stopped the SMS waits in the outbox; after a restart each phone gets it once."""
     incident = await create_incident(rig.client, rig.editor, code="LSQ")

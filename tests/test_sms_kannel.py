@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from kannel_gateway import TIMEOUT, KannelLab, running_kannel
+from kannel_gateway import TIMEOUT, KannelLab, StartKannel
 
 from channels.sms.commands import Command, parse
 from channels.sms.gateway import SendResult, SmsGateway
@@ -25,8 +25,6 @@ ZH_BODY = (
     "请沿河、低洼地带及地质灾害隐患点群众立即转移到安全区域，不要涉水过河，"
     "不要在危房内停留。转移安置点：县第一中学、城关镇中心小学。如需帮助请拨打12345。"
 )
-
-kannel = pytest.mark.kannel
 
 
 @dataclass
@@ -66,9 +64,11 @@ async def callbacks() -> AsyncIterator[Callbacks]:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path, callbacks: Callbacks) -> AsyncIterator[KannelLab]:
+async def lab(
+    tmp_path: Path, callbacks: Callbacks, kannel: StartKannel
+) -> AsyncIterator[KannelLab]:
     """Run Kannel with its MO get-url pointing at the callback server's /sms/inbound."""
-    async with running_kannel(tmp_path, mo_url=callbacks.url("/sms/inbound")) as running:
+    async with kannel(tmp_path, mo_url=callbacks.url("/sms/inbound")) as running:
         yield running
 
 
@@ -99,7 +99,6 @@ async def next_dlr(callbacks: Callbacks) -> tuple[str, int]:
 # ----------------------------------------------------------------------------------------------
 
 
-@kannel
 async def test_chinese_multipart_arrives_intact(gateway: KannelGateway, lab: KannelLab) -> None:
     """A composed Chinese multi-part SMS reaches the SMSC exactly, in segments() parts."""
     text = compose(
@@ -122,7 +121,6 @@ async def test_chinese_multipart_arrives_intact(gateway: KannelGateway, lab: Kan
     assert lab.smsc.protocol_errors == []
 
 
-@kannel
 @pytest.mark.parametrize(
     "text",
     [
@@ -144,7 +142,6 @@ async def test_part_count_matches_segments(
     assert message.parts == segments(text)
 
 
-@kannel
 async def test_mo_subscribe_reaches_inbound_endpoint(lab: KannelLab, callbacks: Callbacks) -> None:
     """A Chinese MO from the fake handset reaches /sms/inbound as UTF-8 and parses as subscribe."""
     await lab.smsc.send_mo("+8613800000010", SENDER, "订阅 SZK")
@@ -158,7 +155,6 @@ async def test_mo_subscribe_reaches_inbound_endpoint(lab: KannelLab, callbacks: 
     assert parse(query["text"]) == Command("subscribe", "SZK")
 
 
-@kannel
 async def test_dlr_arrives_and_parses(gateway: KannelGateway, callbacks: Callbacks) -> None:
     """An accepted SMS produces SMSC-accepted (8) and delivered (1) reports for our message id."""
     result = await gateway.send(to=PHONE, text="测试回执", message_id="msg-42")
@@ -169,7 +165,6 @@ async def test_dlr_arrives_and_parses(gateway: KannelGateway, callbacks: Callbac
     assert reports == {("msg-42", 8), ("msg-42", 1)}
 
 
-@kannel
 async def test_smsc_down_queues_then_delivers(gateway: KannelGateway, lab: KannelLab) -> None:
     """With the SMSC disconnected sendsms answers queued; the SMS arrives after reconnecting."""
     await lab.stop_smsc()
@@ -183,7 +178,6 @@ async def test_smsc_down_queues_then_delivers(gateway: KannelGateway, lab: Kanne
     assert await lab.smsc.next_mt(TIMEOUT) == (SENDER, PHONE, "排队测试：SMSC 离线")
 
 
-@kannel
 async def test_unroutable_number_fails(gateway: KannelGateway, callbacks: Callbacks) -> None:
     """A 999... number is refused as not routable (failed) and reported by a type 16 DLR."""
     result = await gateway.send(to="+99900000001", text="x", message_id="bad-1")
@@ -193,7 +187,6 @@ async def test_unroutable_number_fails(gateway: KannelGateway, callbacks: Callba
     assert await next_dlr(callbacks) == ("bad-1", 16)
 
 
-@kannel
 async def test_gateway_down_is_retry_then_recovers(gateway: KannelGateway, lab: KannelLab) -> None:
     """With bearerbox and smsbox stopped the send is retry; after a restart it is accepted."""
     await lab.stop()

@@ -307,6 +307,7 @@ async def test_signed_json_reports_are_verified(
     await eventually(lambda: _is(client, ["delivered"]), "the report applied")
 
 
+@pytest.mark.slow
 async def test_an_entry_redacted_before_sending_is_not_texted(
     client: TestClient, admin: Any, editor: Any, gateway: Receiver
 ) -> None:

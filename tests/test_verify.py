@@ -184,6 +184,7 @@ def rewrite_history(settings: Settings, client: TestClient, incident: str, seq: 
         conn.execute("UPDATE incidents SET head_hash = ? WHERE id = ?", (prev, incident))
 
 
+@pytest.mark.slow
 async def test_a_saved_checkpoint_catches_a_re_signed_rewrite(
     client: TestClient,
     editor: dict[str, str],

@@ -241,6 +241,7 @@ async def small_queue_client(settings: Settings) -> AsyncIterator[TestClient]:
         yield test_client
 
 
+@pytest.mark.slow
 async def test_slow_client_is_closed_with_4008_and_others_keep_up(small_queue_client):
     """A client that never reads is closed with 4008; a reading client gets each entry at once."""
     client = small_queue_client

@@ -24,6 +24,8 @@ from conftest import BACKENDS, TIMEOUT
 from test_webhooks import eventually
 from webhook_receiver import Receiver
 
+pytestmark = pytest.mark.slow
+
 ENTRIES = 3
 
 

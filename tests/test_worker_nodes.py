@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from test_nodes import shared_key
-from test_webhooks import register, settled
+from test_outbox import enrolled
+from test_webhooks import eventually, register, settled
 from webhook_receiver import Receiver
 
 import channels.delivery.worker
@@ -22,6 +24,7 @@ from broadcaster.app import create_app
 from broadcaster.settings import Settings
 from broadcaster.store.outbox import claim, enqueue
 from broadcaster.store.postgres import PgDatabase
+from broadcaster.store.workers import NAMESPACE, live_owners
 
 
 @pytest.fixture
@@ -129,3 +132,31 @@ def test_a_row_being_claimed_elsewhere_is_skipped_not_waited_for(database_url: s
     finally:
         first.close()
         second.close()
+
+
+async def test_a_worker_whose_session_was_cut_takes_its_lock_again(database_url: str) -> None:
+    """A worker's lock lives in a session of its own; cut, it is taken again at the next check."""
+    db = PgDatabase(database_url)
+    await db.open()
+    presence = await enrolled(db)
+
+    async def alive() -> bool:
+        return presence.owner in await db.read(lambda c: live_owners(c, time.time()))
+
+    async def gone() -> bool:
+        return not await alive()
+
+    try:
+        assert await alive()
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = %s AND objid = %s AND objsubid = 2",
+                (NAMESPACE, presence.owner),
+            )
+        await eventually(gone, "the cut session's lock to be dropped")
+        await asyncio.to_thread(presence.check)
+        assert await alive()
+    finally:
+        await asyncio.to_thread(presence.release)
+        await db.close()

@@ -9,20 +9,26 @@ Claims are atomic on both backends. On SQLite the single writer runs one claim
 at a time. On PostgreSQL the due rows are read ``FOR UPDATE SKIP LOCKED``: a
 row another transaction is claiming (a worker on any node) is skipped, not
 waited for and never leased twice, whatever else serialises the writers. The
-lease (``leased_until``) then keeps the row for the worker until it records a
-result or the lease lapses; the next claim after that marks the attempt left
-``sending`` as ``interrupted`` and tries again under the same ``msg_<id>``.
+lease (``leased_until``, ``leased_by``) then keeps the row for the worker until
+it records a result, or until the lease lapses and its worker is gone
+(``broadcaster.store.workers``); the next claim after that marks the attempt
+left ``sending`` as ``interrupted`` and tries again under the same ``msg_<id>``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import format_ts, now
 from .pg_conn import dialect_of
+from .workers import live_owners
+
+#: Attempts renewed per statement (well under SQLite's bound on parameters).
+RENEW_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,46 @@ class Delivery:
 _DUE = (
     "{d}channel = :channel AND {d}state = 'pending' AND {d}next_at <= :at"
     " AND COALESCE({d}leased_until, 0) <= :at"
+    " AND ({d}leased_by IS NULL OR {d}leased_by NOT IN ({live}))"
+    " AND {d}id NOT IN ({sending})"
+)
+#: SQLite passes the lists of live workers and of rows in flight as JSON arrays.
+_SQLITE_DUE = _DUE.format(
+    d="{d}",
+    live="SELECT value FROM json_each(:live)",
+    sending="SELECT value FROM json_each(:sending)",
+)
+_PG_DUE = _DUE.format(
+    d="{d}",
+    live="SELECT UNNEST(CAST(:live AS BIGINT[]))",
+    sending="SELECT UNNEST(CAST(:sending AS BIGINT[]))",
 )
 #: Due rows of a channel, at most ``per_target`` per target, oldest first.
 _CLAIM = (
     "SELECT * FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id)"
-    f" AS rn FROM deliveries d WHERE {_DUE.format(d='')}) AS due"
+    f" AS rn FROM deliveries d WHERE {_SQLITE_DUE.format(d='')}) AS due"
     " WHERE rn <= :per_target ORDER BY next_at, id LIMIT :limit"
 )
-#: The same on PostgreSQL, which locks no row of a window query: the rows are
-#: locked by id, skipping those another claim holds, and re-checked once locked.
-#: The worker's rows in flight count against ``per_target`` here, so that the
-#: query returns (and locks) exactly the rows claimed, no more.
-_PG_CLAIM = (
-    "SELECT d.* FROM deliveries d WHERE d.id IN (SELECT id FROM (SELECT id, target,"
+#: The same on PostgreSQL, in two statements. PostgreSQL locks no row of a window
+#: query, and joined with one (to lock by id) it may plan a nested loop that
+#: computes the window again for every due row: 50 s for 10,000 rows whose
+#: statistics autovacuum has not gathered yet, every other write of the site
+#: waiting. So the ids are picked first (a window over one table, linear
+#: whatever the statistics), then their rows are locked by primary key,
+#: skipping those another claim holds, and re-checked once locked. The
+#: worker's rows in flight count against ``per_target`` here, so that the rows
+#: picked are exactly those it may claim.
+_PG_PICK = (
+    "SELECT id FROM (SELECT id, target, next_at,"
     " ROW_NUMBER() OVER (PARTITION BY target ORDER BY next_at, id) AS rn"
-    f" FROM deliveries WHERE {_DUE.format(d='')}) AS due LEFT JOIN"
+    f" FROM deliveries WHERE {_PG_DUE.format(d='')}) AS due LEFT JOIN"
     " (SELECT UNNEST(CAST(:busy_targets AS BIGINT[])) AS target,"
     " UNNEST(CAST(:busy_counts AS INTEGER[])) AS n) AS busy USING (target)"
-    " WHERE rn + COALESCE(busy.n, 0) <= :per_target)"
-    f" AND {_DUE.format(d='d.')}"
+    " WHERE rn + COALESCE(busy.n, 0) <= :per_target ORDER BY next_at, id LIMIT :picks"
+)
+_PG_LOCK = (
+    "SELECT d.* FROM deliveries d WHERE d.id = ANY(CAST(:ids AS BIGINT[]))"
+    f" AND {_PG_DUE.format(d='d.')}"
     " ORDER BY d.next_at, d.id LIMIT :slots FOR UPDATE SKIP LOCKED"
 )
 
@@ -100,16 +127,25 @@ def claim(
     per_target: Mapping[str, int],
     busy: Counter[tuple[str, int]],
     lease: float,
+    *,
+    owner: int | None = None,
+    sending: Collection[int] = (),
 ) -> list[Delivery]:
     """Lease up to ``free[channel]`` due rows per channel and record their attempts as started.
 
     At most ``per_target[channel]`` rows per target are in flight at once
     (``busy`` counts this worker's), so one slow endpoint or phone cannot take
     every slot, and one subscriber's SMS go out in order.
+
+    The leases name ``owner`` (``broadcaster.store.workers``). A lapsed lease is
+    taken over only from a worker that is not alive, or from ``owner`` itself
+    for a row it no longer sends: ``sending`` lists the rows it still does.
     """
     moment = now()
     at, stamp = moment.timestamp(), format_ts(moment)
     postgresql = dialect_of(conn) == "postgresql"
+    live = [worker for worker in live_owners(conn, at) if worker != owner]
+    mine = sorted(sending)
     claimed: list[Delivery] = []
     for channel, slots in free.items():
         if slots <= 0:
@@ -117,10 +153,19 @@ def claim(
         limit = per_target.get(channel, 1)
         params: dict[str, Any] = {"channel": channel, "at": at, "per_target": limit}
         if postgresql:
-            mine = {target: n for (c, target), n in busy.items() if c == channel and n > 0}
-            params |= {"busy_targets": list(mine), "busy_counts": list(mine.values())}
-            rows = conn.execute(_PG_CLAIM, params | {"slots": slots}).fetchall()
+            targets = {target: n for (c, target), n in busy.items() if c == channel and n > 0}
+            params |= {
+                "busy_targets": list(targets),
+                "busy_counts": list(targets.values()),
+                "live": live,
+                "sending": mine,
+            }
+            # Twice the slots: some may be locked by another claim by the time they are.
+            picked = conn.execute(_PG_PICK, params | {"picks": slots * 2}).fetchall()
+            params["ids"] = [row[0] for row in picked]
+            rows = conn.execute(_PG_LOCK, params | {"slots": slots}).fetchall()
         else:
+            params |= {"live": json.dumps(live), "sending": json.dumps(mine)}
             rows = conn.execute(_CLAIM, params | {"limit": slots * 2 + len(busy)}).fetchall()
         taken: Counter[int] = Counter()
         for row in rows:
@@ -128,13 +173,13 @@ def claim(
             if busy[(channel, target)] + taken[target] >= limit:
                 continue
             taken[target] += 1
-            claimed.append(_start(conn, row, at + lease, stamp))
+            claimed.append(_start(conn, row, at + lease, owner, stamp))
             if sum(taken.values()) >= slots:
                 break
     return claimed
 
 
-def _start(conn: Any, row: Any, until: float, stamp: str) -> Delivery:
+def _start(conn: Any, row: Any, until: float, owner: int | None, stamp: str) -> Delivery:
     conn.execute(
         "UPDATE delivery_attempts SET outcome = 'interrupted', finished_at = ?,"
         " error = 'no outcome recorded: the worker stopped during the attempt'"
@@ -143,8 +188,9 @@ def _start(conn: Any, row: Any, until: float, stamp: str) -> Delivery:
     )
     attempt = row["attempts"] + 1
     conn.execute(
-        "UPDATE deliveries SET attempts = ?, leased_until = ?, updated_at = ? WHERE id = ?",
-        (attempt, until, stamp, row["id"]),
+        "UPDATE deliveries SET attempts = ?, leased_until = ?, leased_by = ?, updated_at = ?"
+        " WHERE id = ?",
+        (attempt, until, owner, stamp, row["id"]),
     )
     attempt_id = conn.execute(
         "INSERT INTO delivery_attempts (delivery, n, started_at) VALUES (?, ?, ?) RETURNING id",
@@ -162,6 +208,24 @@ def _start(conn: Any, row: Any, until: float, stamp: str) -> Delivery:
         attempt_id=attempt_id,
         created_at=row["created_at"],
     )
+
+
+def renew(conn: Any, attempt_ids: list[int], until: float) -> None:
+    """Extend the leases of deliveries whose given attempts are still ``sending``.
+
+    A worker renews what it sends or is still recording, so a lease lapses only
+    when its worker stops renewing it (a crash), never while a slow store
+    delays a result: another worker then never claims a row that is being sent.
+    """
+    for start in range(0, len(attempt_ids), RENEW_CHUNK):
+        chunk = attempt_ids[start : start + RENEW_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            "UPDATE deliveries SET leased_until = ? WHERE state = 'pending' AND id IN"
+            f" (SELECT delivery FROM delivery_attempts WHERE id IN ({marks})"
+            " AND outcome = 'sending')",
+            (until, *chunk),
+        )
 
 
 def record(
@@ -187,7 +251,8 @@ def record(
         (stamp, duration_ms, outcome, code, error, delivery.attempt_id),
     )
     cur = conn.execute(
-        "UPDATE deliveries SET state = ?, next_at = ?, leased_until = NULL, updated_at = ?,"
+        "UPDATE deliveries SET state = ?, next_at = ?, leased_until = NULL, leased_by = NULL,"
+        " updated_at = ?,"
         " last_error = ?, payload = CASE WHEN ? = 1 THEN payload END"
         " WHERE id = ? AND state = 'pending'",
         (state, next_at, stamp, error, state in ("pending", "held"), delivery.id),
@@ -206,11 +271,15 @@ def state_of(conn: Any, delivery_id: int, channel: str | None = None) -> str | N
     return row[0] if row else None
 
 
-def set_state(conn: Any, delivery_id: int, state: str) -> None:
-    """Set a delivery's state from outside the worker (a gateway's report); end its lease."""
+def advance(conn: Any, delivery_id: int, channel: str, state: str, before: Collection[str]) -> None:
+    """Move a delivery of ``channel`` to ``state`` if it is now in one of ``before`` (a
+    gateway's report: states only go forward), ending its lease; one statement, nothing
+    read back, so a report costs the writer no round trip."""
+    marks = ",".join("?" * len(before))
     conn.execute(
-        "UPDATE deliveries SET state = ?, leased_until = NULL, updated_at = ? WHERE id = ?",
-        (state, format_ts(now()), delivery_id),
+        "UPDATE deliveries SET state = ?, leased_until = NULL, leased_by = NULL, updated_at = ?"
+        f" WHERE id = ? AND channel = ? AND state IN ({marks})",
+        (state, format_ts(now()), delivery_id, channel, *before),
     )
 
 

@@ -72,7 +72,7 @@ def _row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
 
         __slots__ = ()
 
-        def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        def __getitem__(self, key: Any) -> Any:
             if isinstance(key, str):
                 return tuple.__getitem__(self, index[key])
             return tuple.__getitem__(self, key)
@@ -140,7 +140,7 @@ class PgConnection:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
-        raw.row_factory = _row_factory  # type: ignore[assignment]
+        raw.row_factory = _row_factory
         raw.adapters.register_loader("numeric", _NumericLoader)
         self.pipeline: psycopg.Pipeline | None = None
         self._unsynced = False
@@ -150,13 +150,13 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> PgCursor:
         cursor = self.raw.cursor()
-        cursor.execute(translate(sql), _params(params))  # type: ignore[call-overload]
+        cursor.execute(translate(sql), _params(params))
         self._unsynced = self.pipeline is not None
         return PgCursor(cursor, self)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
-        cursor.executemany(translate(sql), [_params(row) for row in rows])  # type: ignore[arg-type]
+        cursor.executemany(translate(sql), [_params(row) for row in rows])
         self._unsynced = self.pipeline is not None
         return PgCursor(cursor, self)
 

@@ -48,6 +48,7 @@ ADDED_COLUMNS = (
     ("incidents", "areas", "TEXT NOT NULL DEFAULT '[]'"),
     ("webhooks", "areas", "TEXT"),
     ("webhooks", "min_severity", "TEXT"),
+    ("deliveries", "leased_by", "INTEGER"),
 )
 
 

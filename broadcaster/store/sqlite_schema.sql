@@ -216,6 +216,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL,
     leased_until REAL,
+    leased_by INTEGER,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     last_error TEXT,
@@ -236,6 +237,13 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_by_delivery ON delivery_attempts (delivery, n);
+-- from broadcaster/store/workers.py: a lease names its worker (deliveries.leased_by)
+CREATE TABLE IF NOT EXISTS delivery_workers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL
+);
 
 -- from broadcaster/store/log.py: the site's transparency log (docs/integrity.md)
 CREATE TABLE IF NOT EXISTS log_leaves (

@@ -159,3 +159,29 @@ def finish(
     if sender is not None:
         sender.settle(conn, delivery, result, state)
     return state
+
+
+@dataclass(frozen=True)
+class Done:
+    """An attempt that has ended, waiting for its result to be recorded."""
+
+    delivery: Delivery
+    result: Result
+    duration_ms: int
+
+
+def finish_all(
+    conn: Any, done: list[Done], schedule: tuple[int, ...], senders: Mapping[str, Sender]
+) -> list[str]:
+    """Record every result in ``done`` in one transaction; return their new states, in order."""
+    return [
+        finish(
+            conn,
+            item.delivery,
+            item.result,
+            item.duration_ms,
+            schedule,
+            senders.get(item.delivery.channel),
+        )
+        for item in done
+    ]

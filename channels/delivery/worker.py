@@ -17,6 +17,20 @@ every ``POLL`` seconds: nothing waits longer than that for a wake-up. A lease
 lasts 1.5 times the per-attempt timeout plus 2 s, so a SIGKILLed worker's rows
 are sent again that long after it died. On a graceful stop, attempts still
 running after ``GRACE`` seconds are cancelled and rescheduled like failed ones.
+
+A live worker never lets another take what it is sending, however long a
+busy store takes to record its results: each lease names its worker, and a
+lapsed lease is taken over only from a worker that no longer holds its lock
+(``broadcaster.store.workers``: a PostgreSQL session lock or a file lock, both
+released when the process dies, however it dies). So a row is sent again only
+after its worker died (or, on PostgreSQL, lost its session for longer than a
+lease), and a worker alive but stuck keeps its rows until it is stopped.
+Every third of a lease the worker checks its lock (taking it again if its
+session was cut) and renews the leases of its attempts still sending or
+waiting for their result (one write job), which keep the rows meanwhile.
+Results are recorded in batches: one write job for every result ready at that
+moment, not one per delivery, so a burst of sends costs the store a few jobs
+instead of one each; a batch does not wait for the one before it.
 """
 
 from __future__ import annotations
@@ -37,9 +51,10 @@ from broadcaster.bus import Bus, listen_forever
 from broadcaster.bus.message import BusMessage
 from broadcaster.metrics import Metrics
 from broadcaster.store.contract import JobDatabase as Database
-from broadcaster.store.outbox import Delivery, claim, depth, next_due
+from broadcaster.store.outbox import Delivery, claim, depth, next_due, renew
+from broadcaster.store.workers import Presence, enrol
 
-from .outbox import OUTBOX, Outbox, Result, finish, outbox_of
+from .outbox import OUTBOX, Done, Outbox, Result, finish_all, outbox_of
 
 log = logging.getLogger(__name__)
 POLL = 0.5
@@ -69,6 +84,15 @@ class Worker:
         self.inflight: Counter[str] = Counter()
         self.busy: Counter[tuple[str, int]] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Attempts claimed and not yet recorded, by attempt id: their leases are renewed.
+        self._sending: dict[int, Delivery] = {}
+        self._ended: list[tuple[Done, asyncio.Future[str | None]]] = []
+        self._results = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        #: This worker's lock, proof of life: while it is held nobody else takes its rows.
+        self._presence: Presence | None = None
+        self._closing = False
         self._wake = asyncio.Event()
         self._claim_now = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -84,6 +108,8 @@ class Worker:
 
         self.outbox.set_waker(wake)
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+        self._recorder = asyncio.create_task(self._record_loop(), name="delivery-results")
+        self._renewer = asyncio.create_task(self._renew_loop(), name="delivery-leases")
 
     def wake(self) -> None:
         """Claim at once: rows were just committed in this process."""
@@ -120,11 +146,29 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._stop_helpers()
+        if self._presence is not None:  # last: its lapsed leases may now be taken over
+            await asyncio.to_thread(self._presence.release)
         for sender in self.outbox.senders.values():
             try:
                 await sender.close()
             except Exception:
                 log.exception("closing the %s sender failed", sender.channel)
+
+    async def _stop_helpers(self) -> None:
+        """Record the results still queued (up to ``GRACE`` s), then stop renewing leases."""
+        self._closing = True
+        self._results.set()
+        if self._recorder is not None:
+            done, _ = await asyncio.wait({self._recorder}, timeout=GRACE)
+            if not done:
+                self._recorder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._recorder
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
 
     async def _run(self) -> None:
         woken = True  # claim at once on start: rows may be due from before a restart
@@ -134,10 +178,14 @@ class Worker:
             due = None
             claimed: list[Delivery] = []
             try:
+                if self._presence is None:  # leases name this worker: an id of its own
+                    self._presence = await enrol(self.db)
+                if not self._presence.held:  # and it claims only while seen alive
+                    await asyncio.to_thread(self._presence.check)
                 if not woken:  # a poll or a nudge: a cheap read first, a claim only when due
                     due = await self.db.read(next_due)
                 if woken or (due is not None and due <= time.time()):
-                    claimed = await self._claim()
+                    claimed = await self._claim(self._presence.owner)
                 await self._update_depth()
             except Exception:  # the store is unavailable: try again on the next poll
                 log.exception("claiming deliveries failed")
@@ -164,18 +212,25 @@ class Worker:
             for channel, sender in self.outbox.senders.items()
         }
 
-    async def _claim(self) -> list[Delivery]:
+    async def _claim(self, owner: int) -> list[Delivery]:
         free = self._free()
         if not any(slots > 0 for slots in free.values()):
             return []
         per_target = {c: s.per_target for c, s in self.outbox.senders.items()}
         claimed = await self.db.write(
-            # a copy: the job runs on the writer thread while tasks finish here
+            # copies: the job runs on the writer thread while tasks finish here
             partial(
-                claim, free=free, per_target=per_target, busy=Counter(self.busy), lease=self.lease
+                claim,
+                free=free,
+                per_target=per_target,
+                busy=Counter(self.busy),
+                lease=self.lease,
+                owner=owner,
+                sending={delivery.id for delivery in self._sending.values()},
             )
         )
         for delivery in claimed:
+            self._sending[delivery.attempt_id] = delivery
             self.inflight[delivery.channel] += 1
             self.busy[(delivery.channel, delivery.target)] += 1
             task = asyncio.create_task(self._deliver(delivery), name=delivery.message_id)
@@ -185,6 +240,7 @@ class Worker:
 
     def _done(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._sending.pop(delivery.attempt_id, None)
         self.inflight[delivery.channel] -= 1
         key = (delivery.channel, delivery.target)
         self.busy[key] -= 1
@@ -206,21 +262,13 @@ class Worker:
         await self._finish(delivery, result, started)
 
     async def _finish(self, delivery: Delivery, result: Result, started: float) -> None:
+        """Queue the result for the next batch and wait until it is recorded."""
         duration_ms = int((time.monotonic() - started) * 1000)
-        sender = self.outbox.senders.get(delivery.channel)
-        try:
-            state = await self.db.write(
-                partial(
-                    finish,
-                    delivery=delivery,
-                    result=result,
-                    duration_ms=duration_ms,
-                    schedule=self.schedule,
-                    sender=sender,
-                )
-            )
-        except Exception:  # the lease expires and the delivery is tried again
-            log.exception("recording the result of %s failed", delivery.message_id)
+        recorded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._ended.append((Done(delivery, result, duration_ms), recorded))
+        self._results.set()
+        state = await recorded
+        if state is None:  # not recorded: once the lease lapses, this worker tries it again
             return
         label = "retry" if state == "pending" else state
         self.metrics.deliveries.labels(delivery.channel, label).inc()
@@ -232,6 +280,65 @@ class Worker:
                 delivery.attempt,
                 result.error,
             )
+
+    async def _record_loop(self) -> None:
+        """Record the results ready at each moment in one write job, without waiting for the
+        jobs before it (the writer commits waiting jobs together); until closed and done."""
+        recording: set[asyncio.Task[None]] = set()
+        while True:
+            await self._results.wait()
+            self._results.clear()
+            if self._ended:
+                batch, self._ended = self._ended, []
+                task = asyncio.create_task(self._record_batch(batch))
+                recording.add(task)
+                task.add_done_callback(recording.discard)
+            if self._closing:
+                await asyncio.gather(*recording)
+                return
+
+    async def _record_batch(self, batch: list[tuple[Done, asyncio.Future[str | None]]]) -> None:
+        states = await self._record([done for done, _ in batch])
+        for (_, recorded), state in zip(batch, states, strict=True):
+            if not recorded.done():
+                recorded.set_result(state)
+
+    async def _record(self, batch: list[Done]) -> list[str | None]:
+        """Record ``batch`` in one job; if that fails, each alone (one bad result fails alone)."""
+        try:
+            return list(await self.db.write(self._recorder_job(batch)))
+        except Exception:
+            if len(batch) == 1:
+                log.exception("recording the result of %s failed", batch[0].delivery.message_id)
+                return [None]
+        states: list[str | None] = []
+        for done in batch:
+            states += await self._record([done])
+        return states
+
+    def _recorder_job(self, batch: list[Done]) -> partial[list[str]]:
+        # a copy of the senders: the job runs on the writer thread
+        return partial(
+            finish_all, done=batch, schedule=self.schedule, senders=dict(self.outbox.senders)
+        )
+
+    async def _renew_loop(self) -> None:
+        """Every third of a lease, check this worker's lock and extend the leases of every
+        attempt not yet recorded."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if self._presence is not None:
+                try:
+                    await asyncio.to_thread(self._presence.check)
+                except Exception:  # the leases still keep the rows a while
+                    log.exception("delivery worker %d cannot hold its lock", self._presence.owner)
+            if not self._sending:
+                continue
+            until = time.time() + self.lease
+            try:
+                await self.db.write(partial(renew, attempt_ids=list(self._sending), until=until))
+            except Exception:  # the leases may lapse: this worker's lock still keeps the rows
+                log.exception("renewing %d delivery leases failed", len(self._sending))
 
     async def _update_depth(self) -> None:
         if time.monotonic() - self._depth_at < DEPTH_EVERY:

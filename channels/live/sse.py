@@ -183,7 +183,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         prepared = True
         gauge.inc()
-        subscription.transport = request.transport  # type: ignore[assignment]
+        subscription.transport = request.transport
         subscription.chunked = response.headers.get("Transfer-Encoding") == "chunked"
         # Through aiohttp: it also sends the headers, before any direct write.
         await response.write(f"retry: {random.randint(*RETRY_MS)}\n\n".encode())

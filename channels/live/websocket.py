@@ -139,7 +139,9 @@ class LiveSocket(web.WebSocketResponse):
     def serve_after_return(self, subscription: WebSocketSubscription, gauge: Gauge) -> None:
         self._live = (subscription, gauge)
 
-    async def write_eof(self) -> None:
+    # The signature of WebSocketResponse.write_eof, which aiohttp declares with
+    # this same ignore (a socket's end takes no trailing body).
+    async def write_eof(self) -> None:  # type: ignore[override]
         if self._live is not None:
             (subscription, gauge), self._live = self._live, None
             try:
@@ -207,7 +209,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.prepare(request)
         prepared = True
         gauge.inc()
-        subscription.transport = request.transport  # type: ignore[assignment]
+        subscription.transport = request.transport
         hello = {"type": "hello", "incident": incident, "head": incident["head"]}
         await ws.send_str(json.dumps(hello, ensure_ascii=False))
         await subscription.pump(subscription.send, go_live=True)

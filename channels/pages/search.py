@@ -72,8 +72,8 @@ async def search_page(request: web.Request) -> web.Response:
             lambda c: run_search(c, q, incident_id, DEFAULT_LIMIT * 2)
         )
         if incident_id is None:
-            found = await request.app[DB].read(lambda c: matching_areas(c, q))
-            areas = [{**a, "href": ctx.link(f"/areas/{a['code']}")} for a in found]
+            matched = await request.app[DB].read(lambda c: matching_areas(c, q))
+            areas = [{**a, "href": ctx.link(f"/areas/{a['code']}")} for a in matched]
     results = [
         {
             **row,

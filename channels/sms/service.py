@@ -28,6 +28,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -42,12 +43,13 @@ from broadcaster.store import outbox as outbox_store
 from broadcaster.store import sms as store
 from broadcaster.timeline.model import Entry
 from broadcaster.web.clientaddr import parse_address, proxied
-from broadcaster.web.ratelimit import shared_pacer, shared_window
+from broadcaster.web.ratelimit import Limiter, shared_pacer, shared_window
 
 from ..delivery.outbox import outbox_of
 from .area_alerts import act_on_area, enqueue_area_sms, unknown_target
 from .commands import Command, parse
 from .delivery import AREA_EVENT, CHANNEL, ENTRY_EVENT, REPLY_EVENT, SmsSender, gateway_from_url
+from .gateway import SmsGateway
 from .kannel import parse_dlr
 from .message import fits_check
 from .numbers import mask, normalize
@@ -70,8 +72,9 @@ def enqueue_sms(conn: Any, incident: Any, entry: Entry) -> int:
     )
 
 
-RECENT = web.AppKey("sms_recent_senders", object)
-GATEWAY = web.AppKey("sms_gateway", object)
+RECENT: web.AppKey[Limiter] = web.AppKey("sms_recent_senders")
+#: None: no gateway configured (SMS endpoints answer 404, nothing is queued).
+GATEWAY: web.AppKey[SmsGateway | None] = web.AppKey("sms_gateway")
 
 
 def authenticate(request: web.Request) -> None:
@@ -211,12 +214,9 @@ async def delivery_report(request: web.Request) -> web.Response:
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return web.Response(text="")
 
-    def job(conn: Any) -> None:
-        current = outbox_store.state_of(conn, int(raw_id), CHANNEL)
-        if current is not None and RANK.get(current, 99) < RANK[state]:
-            outbox_store.set_state(conn, int(raw_id), state)
-
-    await request.app[DB].write(job)
+    earlier = [known for known, rank in RANK.items() if rank < RANK[state]]
+    job = partial(outbox_store.advance, delivery_id=int(raw_id), channel=CHANNEL, state=state)
+    await request.app[DB].write(partial(job, before=earlier))
     return web.Response(text="")
 
 

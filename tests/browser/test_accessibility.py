@@ -21,7 +21,6 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.conftest import LiveServer
 from tests.browser.scenes import flood
 
-pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
 PHONE = {"width": 390, "height": 844}

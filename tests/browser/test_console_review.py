@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import pytest
 from playwright.async_api import Browser, Page, expect
 
 from broadcaster.auth.tokens import TOKENS
 from tests.browser.conftest import LiveServer
 
-pytestmark = pytest.mark.browser
 TALL = {"width": 1000, "height": 2400}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import LiveServer
@@ -25,7 +24,6 @@ async def post(server: LiveServer, token: str, inc: dict[str, Any], body: str) -
     await server.call("POST", f"/api/incidents/{inc['id']}/entries", token, {"body": body})
 
 
-@pytest.mark.browser
 async def test_status_line_counts_updated_incidents(server: LiveServer, browser: Browser) -> None:
     """An entry posted after load shows "1 个事件有新动态 · 刷新" (a link to the same URL) and
     nothing else on the page changes; two updated incidents count as 2, not entries."""
@@ -51,7 +49,6 @@ async def test_status_line_counts_updated_incidents(server: LiveServer, browser:
     await expect(status).to_have_text("2 个事件有新动态 · 刷新")
 
 
-@pytest.mark.browser
 async def test_status_line_in_english(server: LiveServer, browser: Browser) -> None:
     """With ?lang=en the line reads "1 incident has new updates · Refresh", linking to ?lang=en."""
     token = await server.token()

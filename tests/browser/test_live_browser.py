@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
 from broadcaster.log.signing import Signer
@@ -14,7 +13,6 @@ from broadcaster.store.timeline import TimelineStore
 from broadcaster.timeline.model import Actor, NewEntry
 from tests.browser.conftest import LiveServer
 
-pytestmark = pytest.mark.browser
 TALL = {"width": 1000, "height": 2400}
 
 

@@ -6,13 +6,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from playwright.async_api import Browser, expect
 
 from broadcaster.clock import format_ts
 from tests.browser.conftest import LiveServer
 
-pytestmark = pytest.mark.browser
 OVERDUE = "已超过承诺更新时间"
 OVERDUE_PATTERN = re.compile(OVERDUE + r" \d+ 分钟")
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser.conftest import LiveServer
 from tests.browser.scenes import flood
 
-pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 

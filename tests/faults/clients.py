@@ -89,10 +89,12 @@ class Follower:
                         lambda: Connection(self), "127.0.0.1", self.port
                     )
             except OSError:
+                # A jittered pause before retrying, as the contract asks of clients.
                 await asyncio.sleep(random.uniform(0.05, self.pause))
                 continue
             await self.connection.ended
             if not self.stopped:
+                # The same pause before reconnecting: 2,000 at once is the storm under test.
                 await asyncio.sleep(random.uniform(0.0, self.pause))
 
     def stop(self) -> None:

@@ -39,6 +39,8 @@ from broadcaster.log.signing import b64url
 from broadcaster.settings import Settings
 from faults.clients import Follower, gapless
 
+pytestmark = pytest.mark.slow
+
 FOLLOWERS = 40
 ENTRIES = 40
 Start = Callable[[str, str, str], Awaitable[TestClient]]

@@ -23,6 +23,8 @@ from serve_process import ServeProcess
 
 from faults.clients import Follower, gapless
 
+pytestmark = pytest.mark.slow
+
 FOLLOWERS = 2000
 BEFORE = 5  # entries posted before the restart
 AFTER = 10  # entries posted while the clients reconnect
@@ -101,7 +103,7 @@ async def test_two_thousand_clients_resume_without_gaps_after_a_restart(
                         assert response.status == 200
                         await response.read()
                     latencies.append(time.monotonic() - started)
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # a reader's pace, sampled all through the storm
 
             reader = asyncio.create_task(read_api())
             for n in range(BEFORE + 1, BEFORE + AFTER + 1):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import bearer, create_incident, make_token, post_entry
-from kannel_gateway import TIMEOUT, KannelLab, KannelStartError, running_kannel
+from kannel_gateway import TIMEOUT, KannelLab, KannelStartError, StartKannel
 from test_sms_e2e import SERVICE_NUMBER, free_port
 from test_webhooks import eventually
 
@@ -27,7 +27,7 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import DB
 from broadcaster.settings import Settings
 
-pytestmark = pytest.mark.kannel
+pytestmark = pytest.mark.slow
 
 PHONES = [f"+86138000001{n:02d}" for n in range(12)]
 ENTRIES = 4
@@ -35,10 +35,10 @@ KILL_AFTER = 10  # SMS received by phones before the gateway is killed
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[KannelLab, TestClient]]:
+async def rig(tmp_path: Path, kannel: StartKannel) -> AsyncIterator[tuple[KannelLab, TestClient]]:
     """Kannel and the app sending through it, with one-second retries."""
     port = free_port()
-    async with running_kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
+    async with kannel(tmp_path, mo_url=f"http://127.0.0.1:{port}/sms/inbound") as lab:
         sendsms = lab.sendsms_url.replace("http://", f"http://{lab.username}:{lab.password}@")
         settings = Settings.from_env(
             {},
@@ -71,7 +71,7 @@ async def restart_gateway(lab: KannelLab) -> None:
             lab.terminate_all()
             if attempt == 2:
                 raise
-            await asyncio.sleep(1)
+            await asyncio.sleep(1)  # the kernel frees the killed boxes' ports: no event to await
 
 
 async def sms_states(client: TestClient, seqs: list[int]) -> Counter[str]:

@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 from conftest import TIMEOUT
 from serve_process import ServeProcess
+from test_webhooks import eventually
 
 from broadcaster.app import create_app
 from broadcaster.cli.serve import SERVE_LIMITS
@@ -59,16 +60,23 @@ async def limited(tmp_path: Path) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def trickle(port: int) -> float:
-    """Send a request's headers a few bytes at a time, never ending them; return when cut off."""
+async def trickle(port: int, trickling: asyncio.Queue[None]) -> float:
+    """Send a request's headers a few bytes at a time, never ending them; return when cut off.
+
+    Puts one item in ``trickling`` once its first header line has been sent.
+    """
     started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    announced = False
     try:
         writer.write(b"GET /api/incidents HTTP/1.1\r\nHost: x\r\n")
         while True:
             writer.write(b"X-Slow: 1\r\n")
             await writer.drain()
-            try:
+            if not announced:
+                trickling.put_nowait(None)
+                announced = True
+            try:  # the trickle's pace: a line every 0.1 s, unless the server hangs up first
                 if await asyncio.wait_for(reader.read(1024), 0.1) == b"":
                     return time.monotonic() - started
             except TimeoutError:
@@ -79,12 +87,15 @@ async def trickle(port: int) -> float:
         writer.close()
 
 
+@pytest.mark.slow
 async def test_slowloris_is_closed_and_others_are_served(limited: str) -> None:
     """Fifty header-trickling connections are closed after the timeout; others get answers."""
     port = int(limited.rsplit(":", 1)[1])
     async with asyncio.timeout(TIMEOUT * 3), aiohttp.ClientSession() as session:
-        slow = [asyncio.create_task(trickle(port)) for _ in range(50)]
-        await asyncio.sleep(KEEPALIVE / 4)  # every slow client is connected and trickling
+        trickling: asyncio.Queue[None] = asyncio.Queue()
+        slow = [asyncio.create_task(trickle(port, trickling)) for _ in range(50)]
+        for _ in slow:
+            await trickling.get()
         for _ in range(20):
             started = time.monotonic()
             async with session.get(f"{limited}/api/incidents") as response:
@@ -157,11 +168,26 @@ async def post_burst(server: ServeProcess, session: aiohttp.ClientSession, incid
             assert response.status == 201, await response.text()
 
 
-async def slow_clients_closed(server: ServeProcess, session: aiohttp.ClientSession) -> float:
+async def metric(server: ServeProcess, session: aiohttp.ClientSession, sample: str) -> float:
+    """Return the value of ``sample`` (name and labels) on the server's /metrics, 0 if absent."""
     async with session.get(f"{server.base}/metrics") as response:
         text = await response.text()
-    found = re.search(r"^broadcaster_slow_clients_closed_total (\S+)$", text, re.M)
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+async def slow_clients_closed(server: ServeProcess, session: aiohttp.ClientSession) -> float:
+    return await metric(server, session, "broadcaster_slow_clients_closed_total")
+
+
+async def live_connections(server: ServeProcess, session: aiohttp.ClientSession) -> float:
+    """Return how many live connections (WebSocket and SSE) the server has taken on."""
+    return sum(
+        [
+            await metric(server, session, f'broadcaster_connections{{transport="{transport}"}}')
+            for transport in ("websocket", "sse")
+        ]
+    )
 
 
 def ws_close_code(data: bytes) -> int | None:
@@ -179,6 +205,7 @@ def ws_close_code(data: bytes) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 async def test_readers_that_never_read_are_cut_off(serve: ServeProcess, transport: str) -> None:
     """Stalled readers are dropped (WebSocket: 4008), RSS stays bounded, a live reader gets all."""
@@ -194,11 +221,15 @@ async def test_readers_that_never_read_are_cut_off(serve: ServeProcess, transpor
             ).encode()
         else:
             request = f"GET /api/incidents/{incident}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+        async def all_live() -> bool:  # the stalled clients and the follower
+            return await live_connections(serve, session) == STALLED + 1
+
         stalled = [stalled_socket(serve.port, request) for _ in range(STALLED)]
         follower = Follower(serve.port, incident)
         task = asyncio.create_task(follower.run(asyncio.Semaphore(1)))
         try:
-            await asyncio.sleep(0.2)  # every stalled client has been answered and subscribed
+            await eventually(all_live, "every stalled client and the follower live")
             before = rss_bytes(serve.process.pid)  # type: ignore[union-attr]
             closed_before = await slow_clients_closed(serve, session)
             await post_burst(serve, session, incident)

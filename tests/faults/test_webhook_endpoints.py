@@ -93,6 +93,7 @@ async def attempts(client: TestClient, admin: dict[str, str], hook: int) -> list
     return [a for d in (await response.json())["deliveries"] for a in d["attempts"]]
 
 
+@pytest.mark.slow
 async def test_a_hanging_endpoint_does_not_delay_the_others(client: TestClient) -> None:
     """While one endpoint never answers, another gets every entry now; the hung one times out."""
     admin = bearer(await make_token(client, "admin"))
