@@ -56,7 +56,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.common import incident_or_404, json_response, remote_of
+from ..api.common import entry_created, incident_or_404, json_response, remote_of
 from ..appkeys import DB, PUBLISHER
 from ..auth.tokens import optional_actor, require
 from ..clock import now_ts, parse_ts
@@ -287,12 +287,7 @@ async def answer(request: web.Request) -> web.Response:
     entry, _ = await publisher.append(
         incident["id"], new, actor, remote=remote, hooks=review_hooks(options, actor, remote)
     )
-    return web.Response(
-        text=entry.to_json(),
-        status=201,
-        content_type="application/json",
-        headers={"Location": f"/api/incidents/{incident['id']}/entries/{entry.seq}"},
-    )
+    return entry_created(entry)
 
 
 async def dismiss(request: web.Request) -> web.Response:

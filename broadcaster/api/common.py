@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..appkeys import STORE
 from ..errors import BadRequest, NotFound
+from ..timeline.model import Entry
 
 
 def json_response(
@@ -19,6 +20,16 @@ def json_response(
         status=status,
         content_type="application/json",
         headers=headers,
+    )
+
+
+def entry_created(entry: Entry) -> web.Response:
+    """Answer 201 with the appended entry and where it lives."""
+    return web.Response(
+        text=entry.to_json(),
+        status=201,
+        content_type="application/json",
+        headers={"Location": f"/api/incidents/{entry.incident}/entries/{entry.seq}"},
     )
 
 

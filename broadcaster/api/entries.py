@@ -22,7 +22,14 @@ from ..timeline.model import MAX_PINNED, SEVERITIES, Actor, NewEntry
 from ..timeline.rules import AppendCheck, Head
 from ..web.fields import Field, check_object
 from ..web.jsonbody import read_object
-from .common import incident_or_404, json_response, query_int, remote_of, seq_param
+from .common import (
+    entry_created,
+    incident_or_404,
+    json_response,
+    query_int,
+    remote_of,
+    seq_param,
+)
 from .incidents import ADVICE_MAX
 
 
@@ -150,12 +157,7 @@ async def post_entry(request: web.Request) -> web.Response:
             content_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    return web.Response(
-        text=entry.to_json(),
-        status=201,
-        content_type="application/json",
-        headers={"Location": f"/api/incidents/{incident_id}/entries/{entry.seq}"},
-    )
+    return entry_created(entry)
 
 
 async def list_entries(request: web.Request) -> web.Response:

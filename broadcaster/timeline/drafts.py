@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.common import json_response, query_int, remote_of
+from ..api.common import entry_created, json_response, query_int, remote_of
 from ..appkeys import DB, PUBLISHER, SETTINGS, STORE
 from ..auth.tokens import require
 from ..clock import format_ts, now
@@ -323,12 +323,7 @@ async def approve(request: web.Request) -> web.Response:
     entry, _ = await request.app[PUBLISHER].append(
         row["incident"], new, actor, remote=remote, checks=(still_pending,), hooks=(mark_approved,)
     )
-    return web.Response(
-        text=entry.to_json(),
-        status=201,
-        content_type="application/json",
-        headers={"Location": f"/api/incidents/{entry.incident}/entries/{entry.seq}"},
-    )
+    return entry_created(entry)
 
 
 async def reject(request: web.Request) -> web.Response:
