@@ -15,7 +15,7 @@ what they mean. There are two kinds:
 
 ``decode`` raises ``MalformedMessage`` for anything else: a foreign topic, a
 text that is not this layout, a frame without the entry's incident, seq or
-hash. Listeners log it and skip the message (``broadcaster.bus.follow`` does),
+hash. Listeners log it and skip the message (``broadcaster.bus.listen_forever`` does),
 since the store stays the source of truth and viewers catch up from it.
 
 The layout is the one earlier releases published, so nodes of two releases
