@@ -19,7 +19,14 @@ from typing import Any
 
 from ..timeline.model import STATE_FIELDS, Entry
 from .pg_conn import dialect_of
-from .timeline import entry_from_row, entry_select, incident_dict, no_limit, with_corrections
+from .timeline import (
+    corrections_after,
+    entry_from_row,
+    entry_select,
+    incident_dict,
+    no_limit,
+    with_corrections,
+)
 
 
 def _member(conn: Any, column: str, name: str) -> str:
@@ -249,15 +256,5 @@ def state_at(conn: Any, incident_id: str, seq: int) -> dict[str, Any]:
 
 def corrections_for(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[int]]:
     """Return ``{(incident, seq): [correction seqs]}`` for the entries named that were corrected."""
-    found: dict[tuple[str, int], list[int]] = {}
-    for incident_id in {incident for incident, _ in keys}:
-        oldest = min(seq for incident, seq in keys if incident == incident_id)
-        rows = conn.execute(
-            "SELECT seq, record FROM entries WHERE incident = ? AND seq > ?"
-            " AND kind = 'correction' ORDER BY seq",
-            (incident_id, oldest),
-        ).fetchall()
-        for row in rows:
-            key = (incident_id, json.loads(row["record"])["corrects"])
-            found.setdefault(key, []).append(row["seq"])
+    found = corrections_after(conn, keys)
     return {key: found[key] for key in keys if key in found}

@@ -381,15 +381,16 @@ def read_entries(
     return with_corrections(conn, [entry_from_row(row) for row in rows])
 
 
-def with_corrections(conn: Any, entries: list[Entry]) -> list[Entry]:
-    """Return ``entries`` with ``corrected_by`` filled: the corrections that name each one.
+def corrections_after(conn: Any, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[int]]:
+    """Return ``{(incident, seq): [correction seqs]}`` of the corrections posted after ``keys``.
 
     One query per incident, reading only the corrections posted after the
     oldest entry asked for (a correction always comes after what it corrects).
+    The result may name entries older than those asked for.
     """
     oldest: dict[str, int] = {}
-    for entry in entries:
-        oldest[entry.incident] = min(entry.seq, oldest.get(entry.incident, entry.seq))
+    for incident_id, seq in keys:
+        oldest[incident_id] = min(seq, oldest.get(incident_id, seq))
     found: dict[tuple[str, int], list[int]] = {}
     for incident_id, seq in oldest.items():
         rows = conn.execute(
@@ -400,6 +401,12 @@ def with_corrections(conn: Any, entries: list[Entry]) -> list[Entry]:
         for row in rows:
             corrects = json.loads(row["record"]).get("corrects")
             found.setdefault((incident_id, corrects), []).append(row["seq"])
+    return found
+
+
+def with_corrections(conn: Any, entries: list[Entry]) -> list[Entry]:
+    """Return ``entries`` with ``corrected_by`` filled: the corrections that name each one."""
+    found = corrections_after(conn, [(e.incident, e.seq) for e in entries])
     if not found:
         return entries
     return [

@@ -45,6 +45,7 @@ from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.store import pages as pages_data
 from broadcaster.timeline.markdown import plain
+from broadcaster.timeline.model import Entry
 
 from .render import FeedSource, render_atom, render_json_feed, render_rss
 
@@ -301,15 +302,42 @@ async def incident_feed(request: web.Request) -> web.Response:
 
 
 async def global_feed(request: web.Request) -> web.Response:
+    signature = await request.app[FEEDS].heads.signature()
+    return await across_incidents(
+        request,
+        ("all",),
+        signature,
+        lambda conn: pages_data.latest_across(conn, GLOBAL_LIMIT),
+        title=request.app[SETTINGS].site_name,
+        html_path="/",
+        self_path="/feed",
+        etag_parts=("*", signature),
+    )
+
+
+async def across_incidents(
+    request: web.Request,
+    key: tuple[str, ...],
+    version: str,
+    latest: Callable[[Any], list[Entry]],
+    *,
+    title: str,
+    html_path: str,
+    self_path: str,
+    etag_parts: tuple[str, ...],
+) -> web.Response:
+    """Answer a feed of the latest entries of several incidents (the site's, an area's).
+
+    ``latest(conn)`` picks the entries; the rendered bytes are kept per
+    ``key`` and format until ``version`` changes.
+    """
     fmt = request.match_info["fmt"]
-    cache = request.app[FEEDS]
-    signature = await cache.heads.signature()
     ctype, renderer = FORMATS[fmt]
     settings = request.app[SETTINGS]
 
     async def render() -> Rendered:
         def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            entries = pages_data.latest_across(conn, GLOBAL_LIMIT)
+            entries = latest(conn)
             ids = sorted({e.incident for e in entries})
             return pages_data.incidents_by_id(conn, ids), within_bytes(feed_dicts(conn, entries))
 
@@ -317,20 +345,20 @@ async def global_feed(request: web.Request) -> web.Response:
         updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH
         source = FeedSource(
             public_url=settings.public_url,
-            title=settings.site_name,
+            title=title,
             subtitle=settings.department,
-            self_path="/feed",
-            html_path="/",
+            self_path=self_path,
+            html_path=html_path,
             updated=updated,
             language=settings.lang,
             author_name=settings.department,
         )
-        etag = etag_for(fmt, "*", signature)
+        etag = etag_for(fmt, *etag_parts)
         return await asyncio.to_thread(
             lambda: rendered(renderer(source, entries, incidents), ctype, etag, updated)
         )
 
-    return respond(request, await cache.get(("all", fmt), signature, render))
+    return respond(request, await request.app[FEEDS].get((*key, fmt), version, render))
 
 
 async def follow_bus(app: web.Application) -> None:

@@ -12,14 +12,12 @@ new one appears (``index.js`` polling ``GET /api/areas/{code}``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from broadcaster.appkeys import DB, SETTINGS
-from broadcaster.clock import parse_ts
 from broadcaster.errors import NotFound
 from broadcaster.store import area_entries
 from broadcaster.store import areas as store
@@ -27,19 +25,7 @@ from broadcaster.store import pages as pages_data
 from broadcaster.timeline.markdown import plain
 
 from .. import i18n
-from ..feeds.render import FeedSource
-from ..feeds.serve import (
-    EPOCH,
-    FEEDS,
-    FORMATS,
-    GLOBAL_LIMIT,
-    Rendered,
-    etag_for,
-    feed_dicts,
-    rendered,
-    respond,
-    within_bytes,
-)
+from ..feeds.serve import FEEDS, GLOBAL_LIMIT, across_incidents
 from .assets import ASSETS
 from .render import PageError, context, feed_links, html_errors, incident_rows, render_page
 from .view import Ctx, incident_path, json_ld
@@ -139,41 +125,21 @@ async def areas_index(request: web.Request) -> web.Response:
 
 
 async def area_feed(request: web.Request) -> web.Response:
-    fmt = request.match_info["fmt"]
     code = request.match_info["code"].upper()
-    cache = request.app[FEEDS]
     area = await request.app[DB].read(lambda conn: store.get(conn, code))
     if area is None:
         raise NotFound(f"no area {code!r}", code="area_not_found")
-    signature = await cache.heads.signature()
-    version = f"{signature}\n{area['name']}"
-    ctype, renderer = FORMATS[fmt]
-    settings = request.app[SETTINGS]
-
-    async def render() -> Rendered:
-        def job(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            entries = area_entries.latest_entries_in(conn, code, GLOBAL_LIMIT)
-            ids = sorted({e.incident for e in entries})
-            return pages_data.incidents_by_id(conn, ids), within_bytes(feed_dicts(conn, entries))
-
-        incidents, entries = await request.app[DB].read(job)
-        updated = parse_ts(entries[0]["posted_at"]) if entries else EPOCH
-        source = FeedSource(
-            public_url=settings.public_url,
-            title=f"{area['name']} · {settings.site_name}",
-            subtitle=settings.department,
-            self_path=f"{area_path(code)}/feed",
-            html_path=area_path(code),
-            updated=updated,
-            language=settings.lang,
-            author_name=settings.department,
-        )
-        etag = etag_for(fmt, "area", code, version)
-        return await asyncio.to_thread(
-            lambda: rendered(renderer(source, entries, incidents), ctype, etag, updated)
-        )
-
-    return respond(request, await cache.get(("area", code, fmt), version, render))
+    version = f"{await request.app[FEEDS].heads.signature()}\n{area['name']}"
+    return await across_incidents(
+        request,
+        ("area", code),
+        version,
+        lambda conn: area_entries.latest_entries_in(conn, code, GLOBAL_LIMIT),
+        title=f"{area['name']} · {request.app[SETTINGS].site_name}",
+        html_path=area_path(code),
+        self_path=f"{area_path(code)}/feed",
+        etag_parts=("area", code, version),
+    )
 
 
 def setup(app: web.Application) -> None:
