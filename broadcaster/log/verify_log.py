@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,29 +142,25 @@ def key_in_force(leaves: Sequence[bytes], keys: Any) -> tuple[str | None, list[s
     return current, problems
 
 
-def announced_keys(leaves: Sequence[bytes]) -> set[str]:
-    """Return every key the log names: the first key and each one announced."""
-    found: set[str] = set()
+def key_announcements(leaves: Sequence[bytes]) -> Iterator[records.KeyAnnouncement]:
+    """Yield the log's key announcements in order (a leaf that does not parse is skipped)."""
     for data in leaves:
         try:
             leaf = records.parse_leaf(data)
         except ValueError:
             continue
         if isinstance(leaf, records.KeyAnnouncement):
-            found.update((leaf.key_id, leaf.replaces))
-    return found
+            yield leaf
+
+
+def announced_keys(leaves: Sequence[bytes]) -> set[str]:
+    """Return every key the log names: the first key and each one announced."""
+    return {key for leaf in key_announcements(leaves) for key in (leaf.key_id, leaf.replaces)}
 
 
 def first_key(leaves: Sequence[bytes]) -> str | None:
     """Return the key the first announcement replaces: the site's first key."""
-    for data in leaves:
-        try:
-            leaf = records.parse_leaf(data)
-        except ValueError:
-            continue
-        if isinstance(leaf, records.KeyAnnouncement):
-            return leaf.replaces
-    return None
+    return next((leaf.replaces for leaf in key_announcements(leaves)), None)
 
 
 def check_log(
