@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT))
 from bench.append import free_port, start_server  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = 0, 1
-NGINX = """\
+#: What both nginx instances share: one worker, no logs, temp paths under the prefix.
+COMMON = """\
 worker_processes 1;
 error_log {prefix}/error.log warn;
-pid {prefix}/nginx.pid;
+pid {prefix}/{pid}.pid;
 daemon off;
 events {{ worker_connections 4096; }}
 http {{
@@ -67,6 +68,8 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+"""
+NGINX = COMMON.replace("{pid}", "nginx") + """\
     types {{ application/atom+xml atom; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -81,22 +84,7 @@ http {{
 """
 
 
-PROXY = """\
-worker_processes 1;
-error_log {prefix}/error.log warn;
-pid {prefix}/proxy.pid;
-daemon off;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
+PROXY = COMMON.replace("{pid}", "proxy") + """\
     upstream broadcaster {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     proxy_cache_path {prefix}/cache keys_zone=feeds:10m max_size=256m inactive=10m;
     server {{
