@@ -31,6 +31,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,7 +94,9 @@ class Pauses:
     def __init__(self, path: str) -> None:
         self.path = path
         self.gc: list[tuple[float, float, int]] = []
-        self.stalls: list[tuple[float, float, float]] = []
+        #: (start, seconds, the loop thread's CPU seconds, its seconds waiting for
+        #: a core, the whole process's CPU seconds): what a stall was made of.
+        self.stalls: list[tuple[float, float, float, float, float]] = []
         self._gc_start = 0.0
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
@@ -104,14 +107,29 @@ class Pauses:
             self.gc.append((time.time() - seconds, seconds, info["generation"]))
 
     async def watch(self, app: web.Application) -> AsyncIterator[None]:
+        schedstat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+
+        def waited() -> float:
+            """Seconds this thread has spent runnable but waiting for a core."""
+            return int(schedstat.read_text().split()[1]) / 1e9
+
         async def loop() -> None:
             clock = asyncio.get_running_loop()
             while True:
-                before, cpu = clock.time(), time.thread_time()
+                before, cpu, queued = clock.time(), time.thread_time(), waited()
+                process = time.process_time()
                 await asyncio.sleep(TICK)
                 late = clock.time() - before - TICK
                 if late > STALL:
-                    self.stalls.append((time.time() - late, late, time.thread_time() - cpu))
+                    self.stalls.append(
+                        (
+                            time.time() - late,
+                            late,
+                            time.thread_time() - cpu,
+                            waited() - queued,
+                            time.process_time() - process,
+                        )
+                    )
 
         task = asyncio.ensure_future(loop())
         yield

@@ -14,8 +14,9 @@ from broadcaster.app import create_app
 from broadcaster.appkeys import BUS, METRICS, STORE
 from broadcaster.bus import MemoryBus, RawMessage
 from broadcaster.bus.message import Resubscribed, decode, encode
+from broadcaster.metrics import Metrics
 from broadcaster.settings import Settings
-from channels.live.hub import HUB, Message, Subscription
+from channels.live.hub import CLOCK_EVERY, HUB, SLICE_SECONDS, Hub, Message, Subscription
 from tests.conftest import TIMEOUT, bearer, create_incident, make_token, post_entry
 from tests.test_sse import entry_events
 from tests.test_websocket import entry_seqs
@@ -224,3 +225,31 @@ class HoldingBus(MemoryBus):
             yield drain()
         finally:
             self._listeners.discard(queue)
+
+
+async def test_a_long_fanout_lets_due_work_run_after_each_slice():
+    """One message to 10,000 viewers is 70-90 ms of socket writes: what comes due
+    meanwhile (a request, a timer) runs after the slice under way, not after the
+    next one or at the end, so the loop never stalls longer than a slice."""
+    hub = Hub(None, Metrics(), 10)  # type: ignore[arg-type]  # no store: nothing is read
+    now = [0.0]
+    hub.clock = lambda: now[0]  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    events: list[str] = []
+
+    class Timed(Subscription):
+        """A live viewer whose socket write takes a little over 1/CLOCK_EVERY of a slice."""
+
+        def write_live(self, message: Message) -> bool:
+            now[0] += SLICE_SECONDS / CLOCK_EVERY * 1.01
+            events.append("write")
+            if len(events) == 1:  # something comes due during the first slice
+                loop.call_at(loop.time(), events.append, "due")
+            return True
+
+    for _ in range(3 * CLOCK_EVERY):
+        viewer = hub.subscribe(Timed(hub, "a", 0, 10))
+        viewer.live, viewer.stale = True, False
+    await hub.dispatch(Message("a", 1, "{}", 0.0))
+    assert events.count("write") == 3 * CLOCK_EVERY
+    assert events.index("due") == CLOCK_EVERY

@@ -17,7 +17,7 @@ from ..log.site import keys_document
 from ..privacy.review import outcome_of, review_hooks
 from ..store import log as log_store
 from ..store import tokens as tokens_store
-from ..timeline.drafts import Remember, approval_required, hold
+from ..timeline.drafts import ApprovalRequired, Remember, hold, refuse_unreviewed
 from ..timeline.model import MAX_PINNED, SEVERITIES, Actor, NewEntry
 from ..timeline.rules import AppendCheck, Head
 from ..web.fields import Field, check_object
@@ -135,21 +135,30 @@ async def post_entry(request: web.Request) -> web.Response:
         checks, remember = (check,), keep
         hooks = (*hooks, lambda c, _, e: keep(c, 201, e.to_json(), e.record["posted_at"]))
     try:
-        if await approval_required(request.app, incident_id):  # two-person review
-            held = await hold(
-                request.app,
-                incident_id,
-                new,
-                actor,
-                outcome=outcome_of(options),
-                remote=remote_of(request),
-                checks=checks,
-                remember=remember,
-            )
-            return json_response(held, status=202, headers={"Location": held["url"]})
-        entry, _ = await publisher.append(
-            incident_id, new, actor, remote=remote_of(request), checks=checks, hooks=hooks
+        if not request.app[SETTINGS].require_approval:
+            try:
+                entry, _ = await publisher.append(
+                    incident_id,
+                    new,
+                    actor,
+                    remote=remote_of(request),
+                    checks=(*checks, refuse_unreviewed),
+                    hooks=hooks,
+                )
+                return entry_created(entry)
+            except ApprovalRequired:
+                pass  # this incident's entries wait for a second person
+        held = await hold(
+            request.app,
+            incident_id,
+            new,
+            actor,
+            outcome=outcome_of(options),
+            remote=remote_of(request),
+            checks=checks,
+            remember=remember,
         )
+        return json_response(held, status=202, headers={"Location": held["url"]})
     except Replayed as replay:
         return web.Response(
             text=replay.body,
@@ -157,7 +166,6 @@ async def post_entry(request: web.Request) -> web.Response:
             content_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    return entry_created(entry)
 
 
 async def list_entries(request: web.Request) -> web.Response:

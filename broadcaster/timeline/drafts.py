@@ -104,6 +104,21 @@ def _published(row: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, An
     return {"seq": row["seq"], "url": f"/incidents/{row['incident']}/entries/{row['seq']}"}
 
 
+class ApprovalRequired(Exception):
+    """Raised inside an append: the incident takes drafts (two-person review), not entries."""
+
+
+def refuse_unreviewed(conn: Any, incident: Mapping[str, Any], new: NewEntry) -> None:
+    """An append check: refuse to append to an incident under two-person review.
+
+    Run inside the append's transaction, with the incident's row as it locks it,
+    so that a post needs no read of its own before the write (one step less
+    before viewers see it) and never races a change of the incident's setting.
+    """
+    if incident["require_approval"]:
+        raise ApprovalRequired
+
+
 async def approval_required(app: web.Application, incident_id: str) -> bool:
     """Tell whether new entries of this incident wait for a second person."""
     if app[SETTINGS].require_approval:

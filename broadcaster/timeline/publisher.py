@@ -55,12 +55,17 @@ class Publisher:
         checks: tuple[AppendCheck, ...] = (),
         hooks: tuple[AppendHook, ...] = (),
     ) -> tuple[Entry, dict[str, Any]]:
-        """Append ``new`` (already reviewed) with every registered check and hook."""
+        """Append ``new`` (already reviewed) with every registered check and hook.
+
+        The caller's ``checks`` run first: they decide whether this request
+        appends at all (a replayed Idempotency-Key, a draft already decided, an
+        incident that takes drafts), before the registered checks judge the entry.
+        """
         entry, checkpoint = await self.store.append(
             incident_id,
             new,
             actor,
-            checks=(*self.checks, *checks),
+            checks=(*checks, *self.checks),
             hooks=(*self.hooks, *hooks),
             remote=remote,
         )
