@@ -19,6 +19,11 @@ latency p50/p99/max, deliveries per second, server CPU per delivered message
 plus the drain) and server RSS per idle connection. Client and server share
 the machine's cores, so both targets are measured under the same handicap.
 
+With ``floor`` among the targets, ``bench/floor.py`` runs too: a bare CPython
+fan-out (no framework, no store, no durability), the least a Python server
+does per viewer, so that what separates Broadcaster from nchan can be split
+into what CPython costs and what Broadcaster adds.
+
 Pauses: each viewer keeps the longest time between two of its messages
 (``gap``: 1/R when nothing stalls); Broadcaster also records its garbage
 collections and event-loop stalls over 5 ms (``bench/serve.py``), and the
@@ -35,7 +40,7 @@ other work on the machine moves every figure.
 Usage::
 
     .venv/bin/python bench/fanout.py --runs 5000x10,10000x2 [--seconds 20]
-        [--rounds 3] [--procs 2] [--targets broadcaster,broadcaster[task],nchan]
+        [--rounds 3] [--procs 2] [--targets broadcaster,broadcaster[task],floor,nchan]
         [--transport ws|sse]
 """
 
@@ -264,6 +269,41 @@ class Nchan(Target):
                 raise RuntimeError(f"nchan publish answered {r.status}")
 
 
+class Floor(Target):
+    """``bench/floor.py``: a bare CPython fan-out, the floor for any Python server."""
+
+    name = "floor"
+    process: asyncio.subprocess.Process
+
+    def __init__(self, port: int, sse: bool, frame_size: int) -> None:
+        super().__init__(port, sse)
+        self.path = "/sse" if sse else "/sub"
+        self.frame_size = frame_size
+
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "bench" / "floor.py"), str(self.port),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        await self.process.stdout.readline()  # listening
+        await self.publish(session, "warm-up")
+
+    async def stop(self) -> None:
+        self.process.kill()
+        await self.process.wait()
+
+    async def publish(self, session: aiohttp.ClientSession, body: str) -> None:
+        data = body.encode()
+        data += b" " + b"x" * max(0, self.frame_size - len(data) - 1)  # same bytes as ours
+        async with session.post(f"http://127.0.0.1:{self.port}/pub", data=data) as r:
+            if r.status != 201:
+                raise RuntimeError(f"floor publish answered {r.status}")
+
+
 async def measure(
     target: Target, subscribers: int, rate: float, seconds: float, procs: int, warmup: float
 ) -> dict[str, Any]:
@@ -467,6 +507,8 @@ async def main() -> None:
                             "nchan is missing: apt-get install nginx libnginx-mod-nchan"
                         )
                     target: Target = Nchan(free_port(), sse, nofile, frame_size)
+                elif name == "floor":
+                    target = Floor(free_port(), sse, frame_size)
                 else:
                     variant = name.partition("[")[2].rstrip("]") or args.variant
                     target = Broadcaster(free_port(), sse, variant)
