@@ -81,7 +81,8 @@ class Connection(asyncio.Protocol):
                 return
             head = self.buffer[:end].decode("latin-1")
             request, *lines = head.split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+            fields = (line.partition(":") for line in lines)
+            headers = {k.strip().lower(): v.strip() for k, _, v in fields}
             length = int(headers.get("content-length", "0"))
             if len(self.buffer) < end + 4 + length:
                 return
