@@ -68,8 +68,8 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.ws.discard(self.transport)  # type: ignore[arg-type]
-        self.server.sse.discard(self.transport)  # type: ignore[arg-type]
+        self.server.ws.discard(self.transport)
+        self.server.sse.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         if self.subscribed:
