@@ -100,6 +100,10 @@ async def test_unknown_incident_cannot_be_followed(client):
         await follow(str(client.make_url("/")), "nope", out=Lines(), err=Lines())
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_cli_follow_exits_cleanly_on_ctrl_c(client, editor):
     """``broadcaster follow`` prints live entries and exits 0 without a traceback on SIGINT."""
     incident = await create_incident(client, editor, title="台风")
@@ -112,6 +116,9 @@ async def test_cli_follow_exits_cleanly_on_ctrl_c(client, editor):
         incident["id"],
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # Ctrl-C as in a terminal: a suite started in the background by a
+        # non-interactive shell passes SIGINT on ignored, which would hide it.
+        preexec_fn=_default_sigint,
     )
     try:
         async with asyncio.timeout(TIMEOUT):
