@@ -64,7 +64,7 @@ from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..privacy.review import outcome_of, review_hooks, review_text
 from ..store import questions as questions_store
 from ..store.timeline import audit_row
-from ..timeline.drafts import approval_required, hold
+from ..timeline.drafts import append_unless_held, hold
 from ..timeline.model import Entry, NewEntry
 from ..web.clientaddr import source_of
 from ..web.fields import Field, check_object
@@ -279,15 +279,16 @@ async def answer(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
     new = publisher.review(new, options, actor)
     remote = remote_of(request)
-    if await approval_required(request.app, incident["id"]):  # two-person review
-        held = await hold(
-            request.app, incident["id"], new, actor, outcome=outcome_of(options), remote=remote
-        )
-        return json_response(held, status=202, headers={"Location": held["url"]})
-    entry, _ = await publisher.append(
-        incident["id"], new, actor, remote=remote, hooks=review_hooks(options, actor, remote)
+    hooks = review_hooks(options, actor, remote)
+    entry = await append_unless_held(
+        request.app, incident["id"], new, actor, remote=remote, hooks=hooks
     )
-    return entry_created(entry)
+    if entry is not None:
+        return entry_created(entry)
+    held = await hold(
+        request.app, incident["id"], new, actor, outcome=outcome_of(options), remote=remote
+    )
+    return json_response(held, status=202, headers={"Location": held["url"]})
 
 
 async def dismiss(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from ..log.site import keys_document
 from ..privacy.review import outcome_of, review_hooks
 from ..store import log as log_store
 from ..store import tokens as tokens_store
-from ..timeline.drafts import ApprovalRequired, Remember, hold, refuse_unreviewed
+from ..timeline.drafts import Remember, append_unless_held, hold
 from ..timeline.model import MAX_PINNED, SEVERITIES, Actor, NewEntry
 from ..timeline.rules import AppendCheck, Head
 from ..web.fields import Field, check_object
@@ -135,19 +135,17 @@ async def post_entry(request: web.Request) -> web.Response:
         checks, remember = (check,), keep
         hooks = (*hooks, lambda c, _, e: keep(c, 201, e.to_json(), e.record["posted_at"]))
     try:
-        if not request.app[SETTINGS].require_approval:
-            try:
-                entry, _ = await publisher.append(
-                    incident_id,
-                    new,
-                    actor,
-                    remote=remote_of(request),
-                    checks=(*checks, refuse_unreviewed),
-                    hooks=hooks,
-                )
-                return entry_created(entry)
-            except ApprovalRequired:
-                pass  # this incident's entries wait for a second person
+        entry = await append_unless_held(
+            request.app,
+            incident_id,
+            new,
+            actor,
+            remote=remote_of(request),
+            checks=checks,
+            hooks=hooks,
+        )
+        if entry is not None:
+            return entry_created(entry)
         held = await hold(
             request.app,
             incident_id,

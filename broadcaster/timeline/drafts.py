@@ -46,7 +46,7 @@ from ..web.fields import Field, check_object
 from ..web.jsonbody import read_object
 from .markdown import render
 from .model import Actor, Entry, NewEntry
-from .rules import AppendCheck, Head, check_kind_rules
+from .rules import AppendCheck, AppendHook, Head, check_kind_rules
 
 #: The members of a ``NewEntry`` a draft keeps; author and approver are set at approval.
 ENTRY_MEMBERS = (
@@ -104,27 +104,45 @@ def _published(row: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, An
     return {"seq": row["seq"], "url": f"/incidents/{row['incident']}/entries/{row['seq']}"}
 
 
-class ApprovalRequired(Exception):
+class _TakesDrafts(Exception):
     """Raised inside an append: the incident takes drafts (two-person review), not entries."""
 
 
-def refuse_unreviewed(conn: Any, incident: Mapping[str, Any], new: NewEntry) -> None:
-    """An append check: refuse to append to an incident under two-person review.
-
-    Run inside the append's transaction, with the incident's row as it locks it,
-    so that a post needs no read of its own before the write (one step less
-    before viewers see it) and never races a change of the incident's setting.
-    """
+def _refuse_unreviewed(conn: Any, incident: Mapping[str, Any], new: NewEntry) -> None:
     if incident["require_approval"]:
-        raise ApprovalRequired
+        raise _TakesDrafts
 
 
-async def approval_required(app: web.Application, incident_id: str) -> bool:
-    """Tell whether new entries of this incident wait for a second person."""
+async def append_unless_held(
+    app: web.Application,
+    incident_id: str,
+    new: NewEntry,
+    actor: Actor,
+    *,
+    remote: str | None,
+    checks: tuple[AppendCheck, ...] = (),
+    hooks: tuple[AppendHook, ...] = (),
+) -> Entry | None:
+    """Append ``new``, or return ``None`` if its incident's entries wait for a second person.
+
+    The incident's setting is checked inside the append's transaction, on the
+    row it locks, so that a post needs no read of its own before the write
+    (one step less before viewers see it) and never races a change of it.
+    """
     if app[SETTINGS].require_approval:
-        return True
-    incident = await app[STORE].incident(incident_id)
-    return bool(incident and incident["require_approval"])
+        return None
+    try:
+        entry, _ = await app[PUBLISHER].append(
+            incident_id,
+            new,
+            actor,
+            remote=remote,
+            checks=(*checks, _refuse_unreviewed),
+            hooks=hooks,
+        )
+    except _TakesDrafts:
+        return None
+    return entry
 
 
 async def hold(
